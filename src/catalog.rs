@@ -1,0 +1,252 @@
+//! Where LLMModels and LLMEngines come from: the [`ModelLookup`] trait the
+//! injection core asks, and [`Catalog`], its implementation over YAML files
+//! (the offline CLI and `serve --catalog`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::crd::{API_VERSION, LLMEngine, LLMModel};
+use crate::manifest::{ManifestError, SourceDocument, read_documents, yaml_files};
+
+/// Read access to models and engines by namespace and name.
+pub trait ModelLookup {
+    /// The LLMModel `name` in `namespace`.
+    fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>>;
+    /// The LLMEngine `name` in `namespace`.
+    fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>>;
+    /// The names of all LLMModels in `namespace`, sorted (for error messages).
+    fn model_names(&self, namespace: &str) -> Vec<String>;
+}
+
+type Key = (String, String);
+/// Objects by namespace, then by name.
+type ByNamespace<T> = BTreeMap<String, BTreeMap<String, Arc<T>>>;
+
+/// LLMModels and LLMEngines held in memory, keyed by namespace and name.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    models: ByNamespace<LLMModel>,
+    engines: ByNamespace<LLMEngine>,
+}
+
+fn put<T>(map: &mut ByNamespace<T>, (namespace, name): Key, object: T) {
+    map.entry(namespace)
+        .or_default()
+        .insert(name, Arc::new(object));
+}
+
+fn get<T>(map: &ByNamespace<T>, namespace: &str, name: &str) -> Option<Arc<T>> {
+    map.get(namespace)?.get(name).cloned()
+}
+
+/// Why a catalog could not be loaded.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(
+        "{path}: no catalog files found (expected *.yaml or *.yml holding LLMEngine and LLMModel objects)"
+    )]
+    Empty { path: String },
+    #[error("{path}: cannot read the catalog: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{origin}: kind {kind:?} (apiVersion {api_version:?}) is not a catalog object; a catalog holds only LLMEngine and LLMModel ({API_VERSION}): remove it or move it out of the catalog"
+    )]
+    UnknownKind {
+        origin: String,
+        kind: String,
+        api_version: String,
+    },
+    #[error("{origin}: invalid {kind}: {message}")]
+    Invalid {
+        origin: String,
+        kind: &'static str,
+        message: String,
+    },
+    #[error("{origin}: {kind} {namespace}/{name} is defined twice (first in {first}); keep one")]
+    Duplicate {
+        origin: String,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        first: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads a YAML file, or every `*.yaml`/`*.yml` file of a directory (sorted,
+    /// not recursive). Objects without a namespace go to `default_namespace`.
+    pub fn load(path: &Path, default_namespace: &str) -> Result<Self, CatalogError> {
+        let files = catalog_files(path)?;
+        let mut catalog = Catalog::new();
+        let mut origins: BTreeMap<(&'static str, Key), String> = BTreeMap::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
+                path: file.display().to_string(),
+                source,
+            })?;
+            for doc in read_documents(&file.display().to_string(), &text)? {
+                catalog.add_document(&doc, default_namespace, &mut origins)?;
+            }
+        }
+        Ok(catalog)
+    }
+
+    fn add_document(
+        &mut self,
+        doc: &SourceDocument,
+        default_namespace: &str,
+        origins: &mut BTreeMap<(&'static str, Key), String>,
+    ) -> Result<(), CatalogError> {
+        let origin = doc.origin();
+        let type_meta: TypeMeta =
+            serde_json::from_value(doc.value.clone()).map_err(|e| CatalogError::Invalid {
+                origin: origin.clone(),
+                kind: "object",
+                message: e.to_string(),
+            })?;
+        if type_meta.kind == "List" {
+            let items = doc.value.get("items").and_then(|i| i.as_array());
+            for (index, item) in items.into_iter().flatten().enumerate() {
+                let item_doc = doc.item(index, item.clone());
+                self.add_document(&item_doc, default_namespace, origins)?;
+            }
+            return Ok(());
+        }
+        let kind: &'static str = match (type_meta.api_version.as_str(), type_meta.kind.as_str()) {
+            (API_VERSION, "LLMModel") => "LLMModel",
+            (API_VERSION, "LLMEngine") => "LLMEngine",
+            _ => {
+                return Err(CatalogError::UnknownKind {
+                    origin,
+                    kind: type_meta.kind,
+                    api_version: type_meta.api_version,
+                });
+            }
+        };
+        let invalid = |e: serde_json::Error| CatalogError::Invalid {
+            origin: origin.clone(),
+            kind,
+            message: e.to_string(),
+        };
+        let mut keyed = |meta: &mut ObjectMeta| -> Result<Key, CatalogError> {
+            let namespace = meta
+                .namespace
+                .get_or_insert_with(|| default_namespace.to_owned())
+                .clone();
+            let name = meta.name.clone().unwrap_or_default();
+            if name.is_empty() {
+                return Err(CatalogError::Invalid {
+                    origin: origin.clone(),
+                    kind,
+                    message: "metadata.name is missing; give the object a name".to_owned(),
+                });
+            }
+            let key = (namespace, name);
+            if let Some(first) = origins.insert((kind, key.clone()), origin.clone()) {
+                return Err(CatalogError::Duplicate {
+                    origin: origin.clone(),
+                    kind,
+                    namespace: key.0,
+                    name: key.1,
+                    first,
+                });
+            }
+            Ok(key)
+        };
+        if kind == "LLMModel" {
+            let mut model: LLMModel = serde_json::from_value(doc.value.clone()).map_err(invalid)?;
+            let key = keyed(&mut model.metadata)?;
+            put(&mut self.models, key, model);
+        } else {
+            let mut engine: LLMEngine =
+                serde_json::from_value(doc.value.clone()).map_err(invalid)?;
+            let key = keyed(&mut engine.metadata)?;
+            put(&mut self.engines, key, engine);
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces a model.
+    pub fn insert_model(&mut self, model: LLMModel) {
+        put(&mut self.models, object_key(&model.metadata), model);
+    }
+
+    /// Adds or replaces an engine.
+    pub fn insert_engine(&mut self, engine: LLMEngine) {
+        put(&mut self.engines, object_key(&engine.metadata), engine);
+    }
+
+    /// Number of models held.
+    pub fn model_count(&self) -> usize {
+        self.models.values().map(BTreeMap::len).sum()
+    }
+
+    /// Number of engines held.
+    pub fn engine_count(&self) -> usize {
+        self.engines.values().map(BTreeMap::len).sum()
+    }
+}
+
+fn object_key(meta: &ObjectMeta) -> Key {
+    (
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn catalog_files(path: &Path) -> Result<Vec<PathBuf>, CatalogError> {
+    let io = |source| CatalogError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let files = yaml_files(path).map_err(io)?;
+    if files.is_empty() {
+        return Err(CatalogError::Empty {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(files)
+}
+
+impl ModelLookup for Catalog {
+    fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>> {
+        get(&self.models, namespace, name)
+    }
+
+    fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>> {
+        get(&self.engines, namespace, name)
+    }
+
+    fn model_names(&self, namespace: &str) -> Vec<String> {
+        self.models
+            .get(namespace)
+            .map(|models| models.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}

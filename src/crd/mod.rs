@@ -1,0 +1,49 @@
+//! The two custom resources of llm-injector, `LLMEngine` and `LLMModel`
+//! (group `llm.injector.dev`, version `v1alpha1`), and their CRD manifests.
+//!
+//! The Rust types are the source of truth: `crds/*.yaml` are generated from
+//! them by [`crd_manifests`] and a test fails when the committed files drift.
+
+mod engine;
+mod model;
+mod status;
+
+pub use engine::{
+    Accelerator, Allocation, DEFAULT_AMD_IMAGE, DEFAULT_AMD_RESOURCE, DEFAULT_CPU_IMAGE,
+    DEFAULT_NVIDIA_IMAGE, DEFAULT_NVIDIA_RESOURCE, DEFAULT_PORT, DraAllocation, LLMEngine,
+    LLMEngineSpec, ModelStore, Runtime, Vendor,
+};
+pub use model::{EngineRef, LLMModel, LLMModelSpec, Parallelism, Serving};
+pub use status::ResourceStatus;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The API group of both custom resources.
+pub const GROUP: &str = "llm.injector.dev";
+/// The served and stored version of both custom resources.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "llm.injector.dev/v1alpha1";
+
+/// Both CRDs, `LLMEngine` first, each paired with the file name it has under `crds/`.
+pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        ("llm.injector.dev_llmengines.yaml", LLMEngine::crd()),
+        ("llm.injector.dev_llmmodels.yaml", LLMModel::crd()),
+    ]
+}
+
+/// Renders one CRD as a YAML document (without a leading `---`).
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    // Serialising a typed CRD cannot fail: it holds no maps with non-string keys.
+    serde_yaml::to_string(crd).unwrap_or_default()
+}
+
+/// Both CRDs as one multi-document YAML stream, as `llm-injector crd` prints it.
+pub fn crd_manifests() -> String {
+    crds()
+        .iter()
+        .map(|(_, crd)| format!("---\n{}", crd_yaml(crd)))
+        .collect()
+}

@@ -1,0 +1,148 @@
+// `printcolumn(...)` repeats `type_ = ...` by design; clippy reads it as a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::ResourceStatus;
+
+/// One model and how it is served: which engine, how many GPUs per engine
+/// instance (model parallelism) and how many instances (data parallelism).
+/// Pods ask for it with the annotation `llm.injector.dev/model: <name>`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "llm.injector.dev",
+    version = "v1alpha1",
+    kind = "LLMModel",
+    plural = "llmmodels",
+    singular = "llmmodel",
+    shortname = "llmm",
+    category = "llm",
+    namespaced,
+    cel,
+    status = "ResourceStatus",
+    doc = "A model served by an LLMEngine, with its model and data parallelism. Pods ask for it with the annotation llm.injector.dev/model.",
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
+    printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engineRef.name"),
+    printcolumn(name = "Data", type_ = "integer", json_path = ".spec.parallelism.data"),
+    printcolumn(
+        name = "Model-Par",
+        type_ = "integer",
+        json_path = ".spec.parallelism.model"
+    ),
+    printcolumn(name = "GPUs", type_ = "integer", json_path = ".status.gpusPerPod"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.devices) || self.devices.all(d, int(d) < (has(self.parallelism.model) ? self.parallelism.model : 1))").message("devices are indices inside the engine container, numbered 0..parallelism.model-1 (a device plugin renumbers the GPUs it gives a container): use indices below parallelism.model, or remove devices"),
+    validation = Rule::new("!has(self.devices) || size(self.devices) <= (has(self.parallelism.model) ? self.parallelism.model : 1)").message("devices lists more GPUs than parallelism.model: one engine instance sees only parallelism.model GPUs")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LLMModelSpec {
+    /// The Ollama model reference, for example `qwen3:8b`, `library/llama3.2:1b`
+    /// or `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`.
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(
+            pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$"
+        )
+    )]
+    pub model: String,
+
+    /// The LLMEngine (in the same namespace) that serves this model.
+    pub engine_ref: EngineRef,
+
+    /// Model parallelism (GPUs per engine instance) and data parallelism (engine instances).
+    #[serde(default)]
+    pub parallelism: Parallelism,
+
+    /// Optional GPU indices inside each engine container, exported as
+    /// `CUDA_VISIBLE_DEVICES` (NVIDIA) or `ROCR_VISIBLE_DEVICES` (AMD).
+    /// A device plugin numbers the GPUs it gives a container 0..n-1, so these are
+    /// container-relative: each must be below `parallelism.model`. Choosing a
+    /// particular physical GPU is a scheduling matter (node labels, MIG resources, DRA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), inner(regex(pattern = r"^(0|[1-9][0-9]?)$")), extend("x-kubernetes-list-type" = "set"))]
+    pub devices: Option<Vec<String>>,
+
+    /// Ollama serving settings of every engine instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Serving>,
+}
+
+/// A reference to an LLMEngine in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineRef {
+    /// Name of the LLMEngine.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// How a model is spread over GPUs and engine instances.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.data >= 1").message("parallelism.data is the number of engine instances and must be at least 1"))]
+#[serde(rename_all = "camelCase")]
+pub struct Parallelism {
+    /// GPUs per engine instance (Ollama splits the model's layers over them).
+    /// 0 on a CPU engine. Default: 0 on a CPU engine, 1 on a GPU engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 64))]
+    pub model: Option<i32>,
+
+    /// Number of engine instances, each with its own GPUs and port. Default 1.
+    #[serde(default = "default_data")]
+    #[schemars(range(max = 64))]
+    pub data: i32,
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Parallelism {
+            model: None,
+            data: default_data(),
+        }
+    }
+}
+
+fn default_data() -> i32 {
+    1
+}
+
+/// Ollama serving settings of every engine instance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Serving {
+    /// How long a loaded model stays in memory after its last request
+    /// (`OLLAMA_KEEP_ALIVE`): a duration such as `30m` or `1h`, or `-1` for
+    /// forever. Default `-1`: the engine exists to serve this one model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^(-1|-?[0-9]+|(-?[0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub keep_alive: Option<String>,
+
+    /// Context window in tokens (`OLLAMA_CONTEXT_LENGTH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 256, max = 1048576))]
+    pub context_length: Option<i32>,
+
+    /// Requests one instance serves at once (`OLLAMA_NUM_PARALLEL`): 1 serves
+    /// in sequence, more batches requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 512))]
+    pub parallel_requests: Option<i32>,
+
+    /// Requests one instance queues before answering 503 (`OLLAMA_MAX_QUEUE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_queue: Option<i32>,
+}

@@ -1,0 +1,229 @@
+//! The containers, volume and claims the injector adds: `llm-pull`, one
+//! `llm-engine-<i>` native sidecar per data-parallel instance, the model store.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, ExecAction, PodResourceClaim, Probe, ResourceClaim, ResourceRequirements,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::plan::Plan;
+use crate::crd::{Allocation, Vendor};
+
+/// Name of the init container that pulls the model into the store.
+pub const PULL_CONTAINER: &str = "llm-pull";
+/// Prefix of the engine sidecars: `llm-engine-0`, `llm-engine-1`, ...
+pub const ENGINE_CONTAINER_PREFIX: &str = "llm-engine-";
+/// Name of the shared model-store volume.
+pub const MODEL_VOLUME: &str = "llm-models";
+/// Where the model store is mounted in the injected containers.
+pub const MODEL_MOUNT_PATH: &str = "/llm-models";
+/// Prefix of the per-instance DRA claims: `llm-gpu-0`, ...
+pub const CLAIM_PREFIX: &str = "llm-gpu-";
+
+/// The pull script: a private server on the engine's base port (no engine runs
+/// yet), `ollama pull`, then stop. Pulling from a postStart hook would race the
+/// engine's own server and crash-loop.
+const PULL_SCRIPT: &str = r#"set -u
+ollama serve &
+server=$!
+tries=0
+until ollama ps >/dev/null 2>&1; do
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "llm-pull: the Ollama server exited before it answered" >&2
+    exit 1
+  fi
+  tries=$((tries + 1))
+  if [ "$tries" -gt 120 ]; then
+    echo "llm-pull: the Ollama server did not answer within 120s" >&2
+    kill "$server" 2>/dev/null
+    exit 1
+  fi
+  sleep 1
+done
+status=0
+ollama pull "$LLM_MODEL" || status=$?
+kill "$server" 2>/dev/null
+wait "$server" 2>/dev/null
+exit "$status"
+"#;
+
+/// Startup check: an empty, non-interactive `ollama run` loads the model and
+/// returns once it answers, so the probe passes only when the model is loaded.
+const LOADED_CHECK: &str = r#"ollama run "$LLM_MODEL" </dev/null >/dev/null"#;
+
+pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+/// Environment shared by the puller and every engine instance.
+fn store_env(plan: &Plan, port: i32) -> Vec<EnvVar> {
+    vec![
+        env("OLLAMA_HOST", format!("127.0.0.1:{port}")),
+        env("OLLAMA_MODELS", format!("{MODEL_MOUNT_PATH}/models")),
+        // The server writes its key pair under $HOME/.ollama; the image's
+        // HOME is not writable with a read-only root or a non-root user.
+        env("HOME", format!("{MODEL_MOUNT_PATH}/home")),
+        env("OLLAMA_NOPRUNE", "1"),
+        env("LLM_MODEL", plan.ollama_model),
+    ]
+}
+
+fn store_mount() -> Vec<VolumeMount> {
+    vec![VolumeMount {
+        name: MODEL_VOLUME.to_owned(),
+        mount_path: MODEL_MOUNT_PATH.to_owned(),
+        ..Default::default()
+    }]
+}
+
+fn exec_probe(command: &[&str]) -> ExecAction {
+    ExecAction {
+        command: Some(command.iter().map(|s| (*s).to_owned()).collect()),
+    }
+}
+
+/// The `llm-pull` init container: no GPU, and `NVIDIA_VISIBLE_DEVICES=void`
+/// so a node whose default runtime is nvidia does not hand it every GPU.
+pub fn pull_container(plan: &Plan) -> Container {
+    let mut env_vars = store_env(plan, plan.port);
+    env_vars.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
+    Container {
+        name: PULL_CONTAINER.to_owned(),
+        image: Some(plan.image.to_owned()),
+        command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
+        args: Some(vec![PULL_SCRIPT.to_owned()]),
+        env: Some(env_vars),
+        volume_mounts: Some(store_mount()),
+        security_context: plan.security_context.cloned(),
+        ..Default::default()
+    }
+}
+
+/// The native sidecar `llm-engine-<instance>`.
+pub fn engine_container(plan: &Plan, instance: i32) -> Container {
+    let mut env_vars = store_env(plan, plan.instance_port(instance));
+    env_vars.push(env("OLLAMA_KEEP_ALIVE", plan.keep_alive));
+    if let Some(n) = plan.context_length {
+        env_vars.push(env("OLLAMA_CONTEXT_LENGTH", n.to_string()));
+    }
+    if let Some(n) = plan.parallel_requests {
+        env_vars.push(env("OLLAMA_NUM_PARALLEL", n.to_string()));
+    }
+    if let Some(n) = plan.max_queue {
+        env_vars.push(env("OLLAMA_MAX_QUEUE", n.to_string()));
+    }
+    if plan.gpus_per_instance > 1 {
+        // Spread the layers over all GPUs of the instance (model parallelism).
+        env_vars.push(env("OLLAMA_SCHED_SPREAD", "1"));
+    }
+    if let Some(devices) = plan.devices {
+        let name = match plan.vendor {
+            Vendor::Amd => Some("ROCR_VISIBLE_DEVICES"),
+            Vendor::Nvidia => Some("CUDA_VISIBLE_DEVICES"),
+            Vendor::None => None,
+        };
+        if let Some(name) = name {
+            env_vars.push(env(name, devices.join(",")));
+        }
+    }
+    if plan.vendor == Vendor::None {
+        env_vars.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
+    }
+    env_vars.extend(plan.engine_env.iter().cloned());
+
+    Container {
+        name: engine_container_name(instance),
+        image: Some(plan.image.to_owned()),
+        args: Some(vec!["serve".to_owned()]),
+        env: Some(env_vars),
+        resources: engine_resources(plan, instance),
+        volume_mounts: Some(store_mount()),
+        restart_policy: Some("Always".to_owned()),
+        startup_probe: Some(Probe {
+            exec: Some(exec_probe(&["/bin/sh", "-c", LOADED_CHECK])),
+            period_seconds: Some(10),
+            timeout_seconds: Some(300),
+            failure_threshold: Some(120),
+            ..Default::default()
+        }),
+        readiness_probe: Some(Probe {
+            exec: Some(exec_probe(&["ollama", "ps"])),
+            period_seconds: Some(10),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        liveness_probe: Some(Probe {
+            exec: Some(exec_probe(&["ollama", "ps"])),
+            period_seconds: Some(20),
+            timeout_seconds: Some(10),
+            failure_threshold: Some(6),
+            ..Default::default()
+        }),
+        security_context: plan.security_context.cloned(),
+        ..Default::default()
+    }
+}
+
+/// `llm-engine-<instance>`.
+pub fn engine_container_name(instance: i32) -> String {
+    format!("{ENGINE_CONTAINER_PREFIX}{instance}")
+}
+
+/// `llm-gpu-<instance>`, the DRA claim of one instance.
+pub fn claim_name(instance: i32) -> String {
+    format!("{CLAIM_PREFIX}{instance}")
+}
+
+/// The engine's CPU/memory plus this instance's GPUs: a device-plugin limit of
+/// `parallelism.model`, or the instance's own DRA claim.
+fn engine_resources(plan: &Plan, instance: i32) -> Option<ResourceRequirements> {
+    let mut resources = plan.resources.cloned().unwrap_or_default();
+    match (plan.allocation, plan.resource_name) {
+        (Allocation::Dra, _) => {
+            resources
+                .claims
+                .get_or_insert_with(Vec::new)
+                .push(ResourceClaim {
+                    name: claim_name(instance),
+                    request: None,
+                });
+        }
+        (Allocation::DevicePlugin, Some(resource)) if plan.gpus_per_instance > 0 => {
+            let gpus = Quantity(plan.gpus_per_instance.to_string());
+            resources
+                .limits
+                .get_or_insert_with(BTreeMap::new)
+                .insert(resource.to_owned(), gpus);
+        }
+        _ => {}
+    }
+    (resources != ResourceRequirements::default()).then_some(resources)
+}
+
+/// The pod-level DRA claim of one instance.
+pub fn pod_claim(plan: &Plan, instance: i32) -> Option<PodResourceClaim> {
+    let template = plan.claim_template?;
+    Some(PodResourceClaim {
+        name: claim_name(instance),
+        resource_claim_template_name: Some(template.to_owned()),
+        ..Default::default()
+    })
+}
+
+/// The `llm-models` volume.
+pub fn model_volume(plan: &Plan) -> Volume {
+    Volume {
+        name: MODEL_VOLUME.to_owned(),
+        empty_dir: plan.model_store.empty_dir.clone(),
+        persistent_volume_claim: plan.model_store.persistent_volume_claim.clone(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,22 @@
+//! llm-injector: a Kubernetes admission webhook, and the library behind it,
+//! that turns an ordinary pod into an LLM-serving pod.
+//!
+//! The core is pure: [`inject`] turns a typed pod (or pod template) plus an
+//! `LLMModel` and its `LLMEngine` into the injected pod and the RFC 6902 patch
+//! between the two. The offline CLI ([`manifest`]) and the webhook share it.
+#![forbid(unsafe_code)]
+
+pub mod crd;
+
+/// The annotation a pod (or pod template) carries to ask for injection; its
+/// value names an `LLMModel` in the pod's namespace.
+pub const MODEL_ANNOTATION: &str = "llm.injector.dev/model";
+/// The annotation the injector writes on an injected pod, describing what it added.
+pub const STATUS_ANNOTATION: &str = "llm.injector.dev/status";
+
+pub mod catalog;
+pub mod inject;
+pub mod manifest;
+
+pub use catalog::{Catalog, ModelLookup};
+pub use inject::{InjectError, Injected, Outcome, inject, inject_requested};

@@ -1,0 +1,129 @@
+//! The `llm-injector` command line: a thin layer over the library.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use llm_injector::Catalog;
+use llm_injector::manifest::{inject_documents, read_documents, to_yaml_stream, yaml_files};
+
+/// Turns annotated pods into LLM-serving pods: CRDs, offline injection and
+/// (in a cluster) the admission webhook.
+#[derive(Parser, Debug)]
+#[command(name = "llm-injector", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the LLMEngine and LLMModel CRDs as multi-document YAML.
+    Crd,
+    /// Inject every annotated pod and pod template of Kubernetes YAML and print
+    /// the result (like `istioctl kube-inject`).
+    Inject(InjectArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct InjectArgs {
+    /// Kubernetes YAML to inject: a file, a directory of *.yaml/*.yml, or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// LLMEngine and LLMModel objects: a YAML file or a directory of them.
+    #[arg(long, env = "LLM_INJECTOR_CATALOG", value_name = "PATH")]
+    catalog: PathBuf,
+    /// Namespace of objects that name none (as `kubectl apply -n`).
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => write_stdout(&llm_injector::crd::crd_manifests()),
+        Command::Inject(args) => run_inject(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> Result<(), Vec<String>> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| vec![format!("cannot write to stdout: {e}")])
+}
+
+/// Reads every input, injects, and prints only when nothing failed.
+fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
+    let catalog = Catalog::load(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    for (name, text) in read_inputs(&args.files)? {
+        match read_documents(&name, &text) {
+            Ok(docs) => documents.extend(docs),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let injection = inject_documents(documents, &args.namespace, &catalog);
+    for warning in &injection.warnings {
+        eprintln!("warning: {warning}");
+    }
+    errors.extend(injection.errors.iter().map(ToString::to_string));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let yaml = to_yaml_stream(&injection.documents).map_err(|e| vec![e.to_string()])?;
+    write_stdout(&yaml)
+}
+
+/// The text of every `-f` argument, files of directories expanded, stdin read once.
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>, Vec<String>> {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => inputs.push(("<stdin>".to_owned(), text)),
+                Err(e) => errors.push(format!("<stdin>: cannot read: {e}")),
+            }
+            continue;
+        }
+        let files = match yaml_files(path) {
+            Ok(files) if files.is_empty() => {
+                errors.push(format!(
+                    "{}: no *.yaml or *.yml files in this directory",
+                    path.display()
+                ));
+                continue;
+            }
+            Ok(files) => files,
+            Err(e) => {
+                errors.push(format!("{}: cannot read: {e}", path.display()));
+                continue;
+            }
+        };
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => inputs.push((file.display().to_string(), text)),
+                Err(e) => errors.push(format!("{}: cannot read: {e}", file.display())),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,285 @@
+//! Kubernetes YAML in and out, for `llm-injector inject`: multi-document
+//! streams, the pod templates of workload kinds, and injection applied as the
+//! webhook would apply it (the core's JSON Patch on the object as written, so
+//! fields the typed API does not know survive).
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::MODEL_ANNOTATION;
+use crate::catalog::ModelLookup;
+use crate::inject::{InjectError, Outcome, PodLike, inject_requested};
+
+/// One YAML document and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceDocument {
+    /// File name, or `<stdin>`.
+    pub source: String,
+    /// 1-based position of the document in its stream.
+    pub document: usize,
+    /// Index within a `kind: List`, when the object came from one.
+    pub item: Option<usize>,
+    /// The document as JSON.
+    pub value: Value,
+}
+
+impl SourceDocument {
+    /// `file.yaml document 2` (or `... items[3]`), for messages.
+    pub fn origin(&self) -> String {
+        match self.item {
+            Some(i) => format!("{} document {} items[{i}]", self.source, self.document),
+            None => format!("{} document {}", self.source, self.document),
+        }
+    }
+
+    /// An item of this document's `kind: List`.
+    pub fn item(&self, index: usize, value: Value) -> SourceDocument {
+        SourceDocument {
+            source: self.source.clone(),
+            document: self.document,
+            item: Some(index),
+            value,
+        }
+    }
+}
+
+/// Why a manifest could not be read or injected.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ManifestError {
+    /// The YAML does not parse.
+    #[error("{source_name} document {document}: malformed YAML: {message}")]
+    Yaml {
+        source_name: String,
+        document: usize,
+        message: String,
+    },
+    /// A pod (template) asked for injection and it cannot be done.
+    #[error("{origin}: {object}: {error}")]
+    Inject {
+        origin: String,
+        object: String,
+        error: Box<InjectError>,
+    },
+    /// A pod (template) that asked for injection is not a valid pod.
+    #[error("{origin}: {object}: {path} is not a valid pod: {message}")]
+    InvalidPod {
+        origin: String,
+        object: String,
+        path: &'static str,
+        message: String,
+    },
+}
+
+/// Splits a YAML stream into its non-empty documents, as JSON values.
+pub fn read_documents(source: &str, text: &str) -> Result<Vec<SourceDocument>, ManifestError> {
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(document).map_err(|e| ManifestError::Yaml {
+            source_name: source.to_owned(),
+            document: index + 1,
+            message: e.to_string(),
+        })?;
+        if !value.is_null() {
+            documents.push(SourceDocument {
+                source: source.to_owned(),
+                document: index + 1,
+                item: None,
+                value,
+            });
+        }
+    }
+    Ok(documents)
+}
+
+/// The `*.yaml`/`*.yml` files of a directory (sorted, not recursive), or the path itself when it is a file.
+pub fn yaml_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !std::fs::metadata(path)?.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let file = entry?.path();
+        let yaml = file.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if yaml && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Where a kind keeps its pod template, as a JSON pointer (`""` for a Pod itself).
+pub fn pod_template_path(api_version: &str, kind: &str) -> Option<&'static str> {
+    match (api_version, kind) {
+        ("v1", "Pod") => Some(""),
+        ("v1", "PodTemplate") => Some("/template"),
+        ("v1", "ReplicationController") => Some("/spec/template"),
+        ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") => {
+            Some("/spec/template")
+        }
+        ("batch/v1", "Job") => Some("/spec/template"),
+        ("batch/v1", "CronJob") => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// The result of injecting a stream of documents.
+#[derive(Debug, Default)]
+pub struct Injection {
+    /// Every document, injected where asked, in input order.
+    pub documents: Vec<Value>,
+    /// How many pods or pod templates were injected.
+    pub injected: usize,
+    /// Advice that does not stop the run (for example an annotation in the wrong place).
+    pub warnings: Vec<String>,
+    /// Every document that could not be injected.
+    pub errors: Vec<ManifestError>,
+}
+
+/// Injects every pod and pod template that asks for it. Objects without a
+/// namespace use `default_namespace`. Errors are collected, not fatal, so one
+/// run reports all of them.
+pub fn inject_documents(
+    documents: Vec<SourceDocument>,
+    default_namespace: &str,
+    lookup: &impl ModelLookup,
+) -> Injection {
+    let mut out = Injection::default();
+    for doc in documents {
+        let value = inject_document(&doc, default_namespace, lookup, &mut out);
+        out.documents.push(value);
+    }
+    out
+}
+
+fn inject_document(
+    doc: &SourceDocument,
+    default_namespace: &str,
+    lookup: &impl ModelLookup,
+    out: &mut Injection,
+) -> Value {
+    let mut value = doc.value.clone();
+    let text = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (api_version, kind) = (text("/apiVersion"), text("/kind"));
+    if kind == "List" {
+        if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
+            for (index, item) in items.iter_mut().enumerate() {
+                *item = inject_document(
+                    &doc.item(index, item.clone()),
+                    default_namespace,
+                    lookup,
+                    out,
+                );
+            }
+        }
+        return value;
+    }
+    let Some(path) = pod_template_path(&api_version, &kind) else {
+        return value;
+    };
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(default_namespace)
+        .to_owned();
+    let object = format!(
+        "{kind} {namespace}/{}",
+        value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>")
+    );
+    if !path.is_empty() && has_model_annotation(value.pointer("/metadata")) {
+        out.warnings.push(format!(
+            "{}: {object} carries {MODEL_ANNOTATION} on its own metadata, which does not inject; put it on the pod template ({}/metadata/annotations)",
+            doc.origin(),
+            path.trim_start_matches('/').replace('/', ".")
+        ));
+    }
+    let Some(pod_value) = value.pointer_mut(path) else {
+        return value;
+    };
+    if !has_model_annotation(pod_value.get("metadata")) {
+        return value;
+    }
+    let result = if path.is_empty() {
+        inject_typed::<Pod>(pod_value, &namespace, lookup)
+    } else {
+        inject_typed::<PodTemplateSpec>(pod_value, &namespace, lookup)
+    };
+    let path_name = if path.is_empty() { "the pod" } else { path };
+    match result {
+        Ok(true) => out.injected += 1,
+        Ok(false) => {}
+        Err(TypedError::Invalid(message)) => out.errors.push(ManifestError::InvalidPod {
+            origin: doc.origin(),
+            object,
+            path: path_name,
+            message,
+        }),
+        Err(TypedError::Inject(error)) => out.errors.push(ManifestError::Inject {
+            origin: doc.origin(),
+            object,
+            error: Box::new(error),
+        }),
+    }
+    value
+}
+
+fn has_model_annotation(metadata: Option<&Value>) -> bool {
+    metadata
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(MODEL_ANNOTATION))
+        .is_some()
+}
+
+enum TypedError {
+    Invalid(String),
+    Inject(InjectError),
+}
+
+/// Injects the pod at `pod_value` in place, by applying the core's patch to
+/// the JSON as written. Returns whether anything was injected.
+fn inject_typed<P>(
+    pod_value: &mut Value,
+    namespace: &str,
+    lookup: &impl ModelLookup,
+) -> Result<bool, TypedError>
+where
+    P: PodLike + for<'de> Deserialize<'de>,
+{
+    let typed: P = serde_json::from_value(pod_value.clone())
+        .map_err(|e| TypedError::Invalid(e.to_string()))?;
+    match inject_requested(&typed, namespace, lookup).map_err(TypedError::Inject)? {
+        Outcome::NotRequested | Outcome::AlreadyInjected => Ok(false),
+        Outcome::Injected(injected) => {
+            json_patch::patch(pod_value, &injected.patch).map_err(|e| {
+                TypedError::Inject(InjectError::Serialize(format!(
+                    "the patch does not apply: {e}"
+                )))
+            })?;
+            Ok(true)
+        }
+    }
+}
+
+/// Renders documents as one YAML stream, each starting with `---`.
+pub fn to_yaml_stream(documents: &[Value]) -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for document in documents {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(document)?);
+    }
+    Ok(out)
+}
