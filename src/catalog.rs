@@ -48,7 +48,7 @@ fn get<T>(map: &ByNamespace<T>, namespace: &str, name: &str) -> Option<Arc<T>> {
 #[derive(Debug, Error)]
 pub enum CatalogError {
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    Manifest(#[from] Box<ManifestError>),
     #[error(
         "{path}: no catalog files found (expected *.yaml or *.yml holding LLMEngine and LLMModel objects)"
     )]
@@ -100,19 +100,41 @@ impl Catalog {
     /// Loads a YAML file, or every `*.yaml`/`*.yml` file of a directory (sorted,
     /// not recursive). Objects without a namespace go to `default_namespace`.
     pub fn load(path: &Path, default_namespace: &str) -> Result<Self, CatalogError> {
-        let files = catalog_files(path)?;
+        Self::load_all(&[path.to_owned()], default_namespace)
+    }
+
+    /// Loads several files or directories into one catalog; an object defined
+    /// twice is an error.
+    pub fn load_all(paths: &[PathBuf], default_namespace: &str) -> Result<Self, CatalogError> {
         let mut catalog = Catalog::new();
         let mut origins: BTreeMap<(&'static str, Key), String> = BTreeMap::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
-                path: file.display().to_string(),
-                source,
-            })?;
-            for doc in read_documents(&file.display().to_string(), &text)? {
-                catalog.add_document(&doc, default_namespace, &mut origins)?;
+        for path in paths {
+            for file in catalog_files(path)? {
+                let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
+                    path: file.display().to_string(),
+                    source,
+                })?;
+                let documents =
+                    read_documents(&file.display().to_string(), &text).map_err(Box::new)?;
+                for doc in documents {
+                    catalog.add_document(&doc, default_namespace, &mut origins)?;
+                }
             }
         }
         Ok(catalog)
+    }
+
+    /// Adds the LLMEngine and LLMModel objects of already-parsed documents.
+    pub fn add_documents(
+        &mut self,
+        documents: &[SourceDocument],
+        default_namespace: &str,
+    ) -> Result<(), CatalogError> {
+        let mut origins = BTreeMap::new();
+        for doc in documents {
+            self.add_document(doc, default_namespace, &mut origins)?;
+        }
+        Ok(())
     }
 
     fn add_document(

@@ -31,9 +31,9 @@ struct InjectArgs {
     /// Kubernetes YAML to inject: a file, a directory of *.yaml/*.yml, or `-` for stdin. Repeatable.
     #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// LLMEngine and LLMModel objects: a YAML file or a directory of them.
-    #[arg(long, env = "LLM_INJECTOR_CATALOG", value_name = "PATH")]
-    catalog: PathBuf,
+    /// LLMEngine and LLMModel objects: a YAML file or a directory of them. Repeatable.
+    #[arg(long, required = true, value_name = "PATH")]
+    catalog: Vec<PathBuf>,
     /// Namespace of objects that name none (as `kubectl apply -n`).
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
@@ -66,7 +66,8 @@ fn write_stdout(text: &str) -> Result<(), Vec<String>> {
 
 /// Reads every input, injects, and prints only when nothing failed.
 fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
-    let catalog = Catalog::load(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
+    let catalog =
+        Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     for (name, text) in read_inputs(&args.files)? {

@@ -202,7 +202,7 @@ fn inject_document(
     );
     if !path.is_empty() && has_model_annotation(value.pointer("/metadata")) {
         out.warnings.push(format!(
-            "{}: {object} carries {MODEL_ANNOTATION} on its own metadata, which does not inject; put it on the pod template ({}/metadata/annotations)",
+            "{}: {object} carries {MODEL_ANNOTATION} on its own metadata, which does not inject; put it on the pod template ({}.metadata.annotations)",
             doc.origin(),
             path.trim_start_matches('/').replace('/', ".")
         ));
