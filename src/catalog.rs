@@ -272,3 +272,68 @@ impl ModelLookup for Catalog {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::read_documents;
+
+    fn load(text: &str) -> Result<Catalog, CatalogError> {
+        let mut catalog = Catalog::new();
+        let docs = read_documents("catalog.yaml", text).map_err(Box::new)?;
+        catalog.add_documents(&docs, "default")?;
+        Ok(catalog)
+    }
+
+    const ENGINE: &str =
+        "apiVersion: llm.injector.dev/v1alpha1\nkind: LLMEngine\nmetadata: {name: e}\nspec: {}\n";
+    const MODEL: &str = "apiVersion: llm.injector.dev/v1alpha1\nkind: LLMModel\nmetadata: {name: m, namespace: ns}\nspec: {model: 'qwen3:8b', engineRef: {name: e}}\n";
+
+    #[test]
+    fn loads_engines_and_models_with_default_namespace() {
+        let catalog = load(&format!("{ENGINE}---\n{MODEL}")).unwrap();
+        assert!(catalog.engine("default", "e").is_some());
+        assert!(catalog.engine("ns", "e").is_none());
+        assert!(catalog.model("ns", "m").is_some());
+        assert_eq!(catalog.model_names("ns"), ["m"]);
+        assert!(catalog.model_names("default").is_empty());
+        assert_eq!((catalog.engine_count(), catalog.model_count()), (1, 1));
+    }
+
+    #[test]
+    fn rejects_with_origin_and_fix() {
+        let cases = [
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+                "catalog.yaml document 1: kind \"ConfigMap\" (apiVersion \"v1\") is not a catalog object",
+            ),
+            (
+                "apiVersion: llm.injector.dev/v2\nkind: LLMModel\nmetadata: {name: c}\n",
+                "is not a catalog object",
+            ),
+            (
+                &format!("{ENGINE}---\n{ENGINE}"),
+                "catalog.yaml document 2: LLMEngine default/e is defined twice (first in catalog.yaml document 1)",
+            ),
+            (
+                "apiVersion: llm.injector.dev/v1alpha1\nkind: LLMEngine\nmetadata: {}\nspec: {}\n",
+                "metadata.name is missing",
+            ),
+            (
+                "apiVersion: llm.injector.dev/v1alpha1\nkind: LLMModel\nmetadata: {name: m}\nspec: {model: 3}\n",
+                "catalog.yaml document 1: invalid LLMModel",
+            ),
+            ("a: [", "catalog.yaml document 1: malformed YAML"),
+        ];
+        for (text, expected) in cases {
+            let error = load(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn list_items_are_loaded() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: llm.injector.dev/v1alpha1\n  kind: LLMEngine\n  metadata: {name: e, namespace: x}\n  spec: {}\n";
+        assert!(load(text).unwrap().engine("x", "e").is_some());
+    }
+}

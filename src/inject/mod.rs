@@ -343,3 +343,70 @@ fn check_ports(spec: &PodSpec, plan: &Plan) -> Result<(), InjectError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn model_names_table() {
+        let cases = [
+            ("qwen-mp2", true),
+            ("a", true),
+            ("model.v1", true),
+            ("", false),
+            ("   ", false),
+            ("team-b/qwen", false),
+            ("../qwen", false),
+            ("Qwen", false),
+            ("qwen_mp2", false),
+            ("-qwen", false),
+            ("qwen-", false),
+            ("qwen mp2", false),
+            ("ｑwen", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(check_model_name(name, "ns").is_ok(), ok, "{name:?}");
+        }
+        assert!(check_model_name(&"a".repeat(254), "ns").is_err());
+    }
+
+    #[test]
+    fn requested_model_table() {
+        let meta = |pairs: &[(&str, &str)]| ObjectMeta {
+            annotations: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(requested_model(None), Request::NotRequested);
+        assert_eq!(
+            requested_model(Some(&ObjectMeta::default())),
+            Request::NotRequested
+        );
+        assert_eq!(
+            requested_model(Some(&meta(&[("other", "x")]))),
+            Request::NotRequested
+        );
+        assert_eq!(
+            requested_model(Some(&meta(&[(MODEL_ANNOTATION, "m")]))),
+            Request::Model("m")
+        );
+        assert_eq!(
+            requested_model(Some(&meta(&[
+                (MODEL_ANNOTATION, "m"),
+                (STATUS_ANNOTATION, "{}")
+            ]))),
+            Request::AlreadyInjected
+        );
+        // A status annotation alone (no request) is not a request.
+        assert_eq!(
+            requested_model(Some(&meta(&[(STATUS_ANNOTATION, "{}")]))),
+            Request::NotRequested
+        );
+    }
+}

@@ -229,3 +229,159 @@ pub fn vendor_name(vendor: Vendor) -> &'static str {
         Vendor::Amd => "AMD",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{
+        Accelerator, DraAllocation, EngineRef, LLMEngineSpec, LLMModelSpec, Parallelism,
+    };
+    use k8s_openapi::api::core::v1::EnvVar;
+
+    fn engine(vendor: Vendor) -> LLMEngine {
+        let mut engine = LLMEngine::new(
+            "eng",
+            LLMEngineSpec {
+                runtime: Default::default(),
+                image: None,
+                port: 11434,
+                accelerator: Accelerator {
+                    vendor,
+                    max_devices_per_instance: (vendor != Vendor::None).then_some(4),
+                    ..Default::default()
+                },
+                resources: None,
+                model_store: None,
+                env: Vec::new(),
+                security_context: None,
+            },
+        );
+        engine.metadata.namespace = Some("ns".into());
+        engine
+    }
+
+    fn model(gpus: Option<i32>, data: i32, devices: Option<&[&str]>) -> LLMModel {
+        LLMModel::new(
+            "mod",
+            LLMModelSpec {
+                model: "qwen3:8b".into(),
+                engine_ref: EngineRef { name: "eng".into() },
+                parallelism: Parallelism { model: gpus, data },
+                devices: devices.map(|d| d.iter().map(|s| (*s).to_owned()).collect()),
+                serving: None,
+            },
+        )
+    }
+
+    #[test]
+    fn gpu_counts_by_vendor() {
+        // (vendor, parallelism.model, expected GPUs per instance or error label)
+        let cases = [
+            (Vendor::None, None, Ok(0)),
+            (Vendor::None, Some(0), Ok(0)),
+            (Vendor::None, Some(1), Err("gpu_on_cpu_engine")),
+            (Vendor::Nvidia, None, Ok(1)),
+            (Vendor::Nvidia, Some(2), Ok(2)),
+            (Vendor::Nvidia, Some(4), Ok(4)),
+            (Vendor::Nvidia, Some(5), Err("too_many_devices")),
+            (Vendor::Nvidia, Some(0), Err("no_gpu_on_gpu_engine")),
+            (Vendor::Amd, Some(-1), Err("out_of_range")),
+            (Vendor::Amd, None, Ok(1)),
+        ];
+        for (vendor, gpus, expected) in cases {
+            let (m, e) = (model(gpus, 1, None), engine(vendor));
+            let got = Plan::new(&m, &e)
+                .map(|p| p.gpus_per_instance)
+                .map_err(|e| e.metric_label());
+            assert_eq!(got, expected, "{vendor:?} {gpus:?}");
+        }
+    }
+
+    #[test]
+    fn devices_are_container_relative() {
+        /// (parallelism.model, devices, expected error label)
+        type Case<'a> = (Option<i32>, &'a [&'a str], Result<(), &'a str>);
+        let cases: [Case; 7] = [
+            (Some(1), &["0"], Ok(())),
+            (Some(2), &["0", "1"], Ok(())),
+            (Some(2), &["1"], Ok(())),
+            (Some(1), &["1"], Err("bad_device")),
+            (Some(2), &["2"], Err("bad_device")),
+            (Some(2), &["01"], Err("bad_device")),
+            (Some(2), &["GPU-0a1b"], Err("bad_device")),
+        ];
+        for (gpus, devices, expected) in cases {
+            let (m, e) = (model(gpus, 1, Some(devices)), engine(Vendor::Nvidia));
+            let got = Plan::new(&m, &e).map(|_| ()).map_err(|e| e.metric_label());
+            assert_eq!(got, expected, "{gpus:?} {devices:?}");
+        }
+        let (m, e) = (model(None, 1, Some(&["0"])), engine(Vendor::None));
+        assert_eq!(
+            Plan::new(&m, &e).unwrap_err().metric_label(),
+            "gpu_on_cpu_engine"
+        );
+    }
+
+    #[test]
+    fn ports_and_data_parallelism() {
+        let cases = [
+            (11434, 1, Ok(11434)),
+            (11434, 4, Ok(11437)),
+            (65535, 1, Ok(65535)),
+            (65534, 3, Err("port_overflow")),
+            (11434, 0, Err("out_of_range")),
+            (0, 1, Err("engine_field")),
+            (70000, 1, Err("engine_field")),
+        ];
+        for (port, data, expected) in cases {
+            let m = model(None, data, None);
+            let mut e = engine(Vendor::Nvidia);
+            e.spec.port = port;
+            let got = Plan::new(&m, &e)
+                .map(|p| p.instance_port(p.instances - 1))
+                .map_err(|e| e.metric_label());
+            assert_eq!(got, expected, "port {port} data {data}");
+        }
+    }
+
+    #[test]
+    fn engine_env_may_not_override_injected_variables() {
+        for name in RESERVED_ENGINE_ENV {
+            let m = model(None, 1, None);
+            let mut e = engine(Vendor::Nvidia);
+            e.spec.env = vec![EnvVar {
+                name: (*name).to_owned(),
+                value: Some("x".into()),
+                value_from: None,
+            }];
+            let err = Plan::new(&m, &e).unwrap_err();
+            assert_eq!(err.metric_label(), "reserved_engine_env", "{name}");
+            assert!(err.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn dra_needs_a_template() {
+        let m = model(Some(2), 1, None);
+        let mut e = engine(Vendor::Nvidia);
+        e.spec.accelerator.allocation = Allocation::Dra;
+        assert_eq!(
+            Plan::new(&m, &e).unwrap_err().metric_label(),
+            "engine_field"
+        );
+        e.spec.accelerator.dra = Some(DraAllocation {
+            resource_claim_template_name: "gpus".into(),
+        });
+        let plan = Plan::new(&m, &e).unwrap();
+        assert_eq!(plan.claim_template, Some("gpus"));
+    }
+
+    #[test]
+    fn message_names_field_value_and_fix() {
+        let (m, e) = (model(Some(5), 1, None), engine(Vendor::Nvidia));
+        assert_eq!(
+            Plan::new(&m, &e).unwrap_err().to_string(),
+            "LLMModel \"mod\": spec.parallelism.model: 5 exceeds LLMEngine \"eng\" accelerator.maxDevicesPerInstance 4; lower it or raise the engine's limit"
+        );
+    }
+}
