@@ -276,7 +276,8 @@ fn mutate(
         resource_claims: claim_names,
         endpoint: plan.instance_url(0),
     };
-    let status_json = to_json(&status)?.to_string();
+    let status_json =
+        serde_json::to_string(&status).map_err(|e| InjectError::Serialize(e.to_string()))?;
     meta.annotations
         .get_or_insert_with(Default::default)
         .insert(STATUS_ANNOTATION.to_owned(), status_json);
