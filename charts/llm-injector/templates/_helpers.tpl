@@ -1,0 +1,62 @@
+{{/* Chart name, at most 63 characters. */}}
+{{- define "llm-injector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Name of every object: the release name when it already contains the chart
+name (`helm install llm-injector ...` gives "llm-injector"), else
+<release>-<chart>. Also the Service name, so the serving certificate is for
+<fullname>.<namespace>.svc.
+*/}}
+{{- define "llm-injector.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-injector.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the webhook pods; never change them after install. */}}
+{{- define "llm-injector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llm-injector.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "llm-injector.labels" -}}
+helm.sh/chart: {{ include "llm-injector.chart" . }}
+{{ include "llm-injector.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: admission-webhook
+app.kubernetes.io/part-of: llm-injector
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The Secret holding tls.crt and tls.key (and ca.crt except in existing mode). */}}
+{{- define "llm-injector.tlsSecretName" -}}
+{{- if eq .Values.certs.mode "existing" }}
+{{- required "certs.existing.secretName is required with certs.mode=existing" .Values.certs.existing.secretName }}
+{{- else }}
+{{- printf "%s-tls" (include "llm-injector.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* DNS names of the serving certificate: every name the Service answers to. */}}
+{{- define "llm-injector.dnsNames" -}}
+{{- $svc := include "llm-injector.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
+{{- end }}
+
+{{- define "llm-injector.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
