@@ -17,6 +17,7 @@ pub const STATUS_ANNOTATION: &str = "llm.injector.dev/status";
 pub mod catalog;
 pub mod inject;
 pub mod manifest;
+pub mod server;
 
 pub use catalog::{Catalog, ModelLookup};
 pub use inject::{InjectError, Injected, Outcome, inject, inject_requested};

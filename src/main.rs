@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use llm_injector::Catalog;
 
+mod certs_cli;
+mod serve_cli;
+
 /// Injection is allocation-bound; mimalloc halves its cost next to glibc malloc
 /// (see `cargo bench --bench inject`).
 #[global_allocator]
@@ -29,6 +32,12 @@ enum Command {
     /// Inject every annotated pod and pod template of Kubernetes YAML and print
     /// the result (like `istioctl kube-inject`).
     Inject(InjectArgs),
+    /// Run the admission webhook: HTTPS `/mutate`, plain-HTTP admin
+    /// `/livez`, `/readyz`, `/metrics`. Every flag also reads LLM_INJECTOR_<FLAG>.
+    Serve(Box<serve_cli::ServeArgs>),
+    /// Write a development CA and a serving certificate for the webhook Service
+    /// (for installs with plain manifests).
+    Certs(certs_cli::CertsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +58,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd => write_stdout(&llm_injector::crd::crd_manifests()),
         Command::Inject(args) => run_inject(&args),
+        Command::Serve(args) => serve_cli::run(*args).map_err(|e| vec![e]),
+        Command::Certs(args) => certs_cli::run(&args).map_err(|e| vec![e]),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

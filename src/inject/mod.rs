@@ -32,6 +32,29 @@ pub trait PodLike: Serialize + Clone {
     fn pod_metadata(&self) -> Option<&ObjectMeta>;
     /// Metadata and spec to mutate; metadata is created when absent.
     fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError>;
+    /// A copy without `metadata.managedFields`, which injection never changes
+    /// (and which can be the largest part of a pod).
+    fn clone_without_managed_fields(&self) -> Self;
+}
+
+fn meta_without_managed_fields(meta: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        annotations: meta.annotations.clone(),
+        creation_timestamp: meta.creation_timestamp.clone(),
+        deletion_grace_period_seconds: meta.deletion_grace_period_seconds,
+        deletion_timestamp: meta.deletion_timestamp.clone(),
+        finalizers: meta.finalizers.clone(),
+        generate_name: meta.generate_name.clone(),
+        generation: meta.generation,
+        labels: meta.labels.clone(),
+        managed_fields: None,
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        owner_references: meta.owner_references.clone(),
+        resource_version: meta.resource_version.clone(),
+        self_link: meta.self_link.clone(),
+        uid: meta.uid.clone(),
+    }
 }
 
 impl PodLike for Pod {
@@ -42,6 +65,13 @@ impl PodLike for Pod {
         let spec = self.spec.as_mut().ok_or(InjectError::NoPodSpec)?;
         Ok((&mut self.metadata, spec))
     }
+    fn clone_without_managed_fields(&self) -> Self {
+        Pod {
+            metadata: meta_without_managed_fields(&self.metadata),
+            spec: self.spec.clone(),
+            status: self.status.clone(),
+        }
+    }
 }
 
 impl PodLike for PodTemplateSpec {
@@ -51,6 +81,12 @@ impl PodLike for PodTemplateSpec {
     fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError> {
         let spec = self.spec.as_mut().ok_or(InjectError::NoPodSpec)?;
         Ok((self.metadata.get_or_insert_with(ObjectMeta::default), spec))
+    }
+    fn clone_without_managed_fields(&self) -> Self {
+        PodTemplateSpec {
+            metadata: self.metadata.as_ref().map(meta_without_managed_fields),
+            spec: self.spec.clone(),
+        }
     }
 }
 
@@ -160,10 +196,10 @@ pub enum Outcome<P> {
 
 /// Injects `obj` when its annotation asks for it, looking the model and its
 /// engine up in `namespace`.
-pub fn inject_requested<P: PodLike>(
+pub fn inject_requested<P: PodLike, L: ModelLookup + ?Sized>(
     obj: &P,
     namespace: &str,
-    lookup: &impl ModelLookup,
+    lookup: &L,
 ) -> Result<Outcome<P>, InjectError> {
     let name = match requested_model(obj.pod_metadata()) {
         Request::NotRequested => return Ok(Outcome::NotRequested),
@@ -197,14 +233,13 @@ pub fn inject<P: PodLike>(
     engine: &LLMEngine,
 ) -> Result<Injected<P>, InjectError> {
     let plan = Plan::new(model, engine)?;
-    let mut before = obj.clone();
     // managedFields never change; keep them out of both sides of the diff.
-    let managed_fields = before.parts_mut()?.0.managed_fields.take();
+    let before = obj.clone_without_managed_fields();
     let mut after = before.clone();
     let (meta, spec) = after.parts_mut()?;
     let status = mutate(meta, spec, &plan)?;
     let patch = json_patch::diff(&to_json(&before)?, &to_json(&after)?);
-    after.parts_mut()?.0.managed_fields = managed_fields;
+    after.parts_mut()?.0.managed_fields = obj.pod_metadata().and_then(|m| m.managed_fields.clone());
     Ok(Injected {
         object: after,
         patch,

@@ -1,0 +1,206 @@
+//! Flags of `llm-injector serve` and its start-up: logging, runtime, signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use llm_injector::server::{ServeConfig, Server, TlsSource};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// HTTPS address of the webhook (`POST /mutate`).
+    #[arg(long, env = "LLM_INJECTOR_ADDR", default_value = "0.0.0.0:8443")]
+    addr: SocketAddr,
+    /// Plain-HTTP address of `/livez`, `/readyz` and `/metrics`.
+    #[arg(long, env = "LLM_INJECTOR_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    admin_addr: SocketAddr,
+    /// PEM certificate chain; re-read when it changes. Without it a self-signed
+    /// certificate for localhost/127.0.0.1 is made.
+    #[arg(long, env = "LLM_INJECTOR_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "LLM_INJECTOR_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// How often the certificate files are re-read.
+    #[arg(long, env = "LLM_INJECTOR_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    cert_reload_interval: Duration,
+    /// Where the self-signed CA is written (only without --tls-cert-file).
+    #[arg(long, env = "LLM_INJECTOR_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// LLMEngine/LLMModel YAML (file or directory, repeatable). Without it,
+    /// they are watched in the cluster.
+    #[arg(long, env = "LLM_INJECTOR_CATALOG", value_delimiter = ',')]
+    catalog: Vec<PathBuf>,
+    /// Namespace of catalog objects that name none.
+    #[arg(
+        short = 'n',
+        long,
+        env = "LLM_INJECTOR_NAMESPACE",
+        default_value = "default"
+    )]
+    namespace: String,
+    /// Log format.
+    #[arg(long, env = "LLM_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Largest request body accepted, in bytes (the apiserver sends at most 3 MiB).
+    #[arg(long, env = "LLM_INJECTOR_BODY_LIMIT", default_value_t = 4 * 1024 * 1024)]
+    body_limit: usize,
+    /// Time a client has for the TLS handshake and the request headers.
+    #[arg(long, env = "LLM_INJECTOR_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// After SIGTERM, how long /readyz reports 503 before the listener closes.
+    #[arg(long, env = "LLM_INJECTOR_SHUTDOWN_DELAY", default_value = "1s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+    /// Longest wait for in-flight reviews after the listener closed.
+    #[arg(long, env = "LLM_INJECTOR_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Benchmark baseline only: answer /mutate with this file's bytes, unread.
+    #[arg(long, hide = true)]
+    fixed_response: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `500ms`, `10s`, `2m`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    init_logging(args.log_format);
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_interval: args.cert_reload_interval,
+        },
+        _ => TlsSource::SelfSigned {
+            ca_file: args
+                .ca_file
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("llm-injector").join("ca.crt")),
+        },
+    };
+    let mut config = ServeConfig::new(
+        tls,
+        (!args.catalog.is_empty()).then(|| args.catalog.clone()),
+    );
+    config.addr = args.addr;
+    config.admin_addr = args.admin_addr;
+    config.catalog_namespace = args.namespace.clone();
+    config.body_limit = args.body_limit;
+    config.header_read_timeout = args.header_read_timeout;
+    config.shutdown_delay = args.shutdown_delay;
+    config.drain_timeout = args.drain_timeout;
+    if let Some(path) = &args.fixed_response {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.fixed_response = Some(bytes);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+        let addr = server.local_addr().map_err(|e| e.to_string())?;
+        let admin = server.admin_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, %admin, "serving");
+        if let Some(ca) = &server.ca_file {
+            let port = addr.port();
+            eprintln!(
+                "llm-injector: serving https://localhost:{port}/mutate with a self-signed certificate.\n\
+                 CA certificate: {ca}\n\
+                 Try: curl --cacert {ca} -H 'Content-Type: application/json' \
+                 --data @tests/fixtures/apiserver-1.36/pod-create-named.json https://localhost:{port}/mutate\n\
+                 Health: curl http://127.0.0.1:{}/readyz",
+                admin.port(),
+                ca = ca.display(),
+            );
+        }
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("10s", Some(10_000)),
+            ("500ms", Some(500)),
+            ("2m", Some(120_000)),
+            ("3", Some(3000)),
+            ("1.5s", Some(1500)),
+            ("", None),
+            ("5h", None),
+            ("-1s", None),
+            ("s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+}

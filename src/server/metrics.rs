@@ -1,0 +1,137 @@
+//! Prometheus metrics of the admission server, served on the admin port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    webhook: &'static str,
+    kind: String,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    webhook: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CatalogLabels {
+    kind: &'static str,
+}
+
+/// The server's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reviews: Family<ReviewLabels, Counter>,
+    rejected: Family<RejectLabels, Counter>,
+    latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
+    catalog: Family<CatalogLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~0.8 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("llm_injector");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        let rejected = Family::<RejectLabels, Counter>::default();
+        let latency = Family::<WebhookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let catalog = Family::<CatalogLabels, Gauge>::default();
+        registry.register(
+            "admission_reviews",
+            "AdmissionReviews answered, by webhook, object kind, operation and outcome (allowed, patched, denied)",
+            reviews.clone(),
+        );
+        registry.register(
+            "admission_bad_requests",
+            "Requests answered with HTTP 4xx instead of a review, by webhook and reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "admission_review_duration_seconds",
+            "Time to decode, decide and encode one AdmissionReview",
+            latency.clone(),
+        );
+        registry.register(
+            "catalog_objects",
+            "LLMEngine and LLMModel objects the server knows, by kind",
+            catalog.clone(),
+        );
+        Metrics {
+            registry,
+            reviews,
+            rejected,
+            latency,
+            catalog,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answered review and its latency.
+    pub fn review(
+        &self,
+        webhook: &'static str,
+        kind: &str,
+        operation: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                webhook,
+                kind: kind.to_owned(),
+                operation,
+                outcome,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&WebhookLabels { webhook })
+            .observe(seconds);
+    }
+
+    /// Counts one request refused with HTTP 4xx.
+    pub fn bad_request(&self, webhook: &'static str, reason: &'static str) {
+        self.rejected
+            .get_or_create(&RejectLabels { webhook, reason })
+            .inc();
+    }
+
+    /// Records the catalog sizes (set at every scrape).
+    pub fn catalog_sizes(&self, engines: usize, models: usize) {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.catalog
+            .get_or_create(&CatalogLabels { kind: "LLMEngine" })
+            .set(as_i64(engines));
+        self.catalog
+            .get_or_create(&CatalogLabels { kind: "LLMModel" })
+            .set(as_i64(models));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

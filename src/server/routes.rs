@@ -1,0 +1,200 @@
+//! The HTTP routes: `/mutate` (and `/validate`) on the TLS port, `/livez`,
+//! `/readyz` and `/metrics` on the plain admin port. Handlers only read the
+//! body, open the review's span and call the synchronous decision code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::Metrics;
+use super::review::{self, BadReview, Decision};
+use crate::catalog::ModelLookup;
+
+/// Where LLMEngines and LLMModels come from at run time.
+pub trait CatalogSource: ModelLookup + Send + Sync + 'static {
+    /// Numbers of engines and models known.
+    fn sizes(&self) -> (usize, usize);
+}
+
+impl CatalogSource for crate::Catalog {
+    fn sizes(&self) -> (usize, usize) {
+        (self.engine_count(), self.model_count())
+    }
+}
+
+impl CatalogSource for super::cluster::ClusterCatalog {
+    fn sizes(&self) -> (usize, usize) {
+        super::cluster::ClusterCatalog::sizes(self)
+    }
+}
+
+/// What `/readyz` reports: ready once TLS is bound and the catalog synced,
+/// and no longer from the moment shutdown starts.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub tls_bound: AtomicBool,
+    pub catalog_synced: AtomicBool,
+    pub shutting_down: AtomicBool,
+}
+
+impl Health {
+    /// Ready to serve reviews, or the reasons it is not.
+    pub fn readiness(&self) -> Result<(), Vec<&'static str>> {
+        let mut not = Vec::new();
+        if self.shutting_down.load(Ordering::Acquire) {
+            not.push("shutting down");
+        }
+        if !self.tls_bound.load(Ordering::Acquire) {
+            not.push("TLS listener not bound");
+        }
+        if !self.catalog_synced.load(Ordering::Acquire) {
+            not.push("LLMEngine/LLMModel caches not synced");
+        }
+        if not.is_empty() { Ok(()) } else { Err(not) }
+    }
+}
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub source: Arc<dyn CatalogSource>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub body_limit: usize,
+}
+
+/// The webhook routes, served over TLS.
+pub fn webhook_router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .with_state(state)
+}
+
+/// A router answering every `/mutate` with the same bytes: it reads the
+/// request body (so the connection stays reusable) but never parses it. The
+/// baseline of the load benchmark: same TLS and HTTP stack, no review work.
+pub fn fixed_response_router(body: Bytes) -> Router {
+    Router::new().route(
+        "/mutate",
+        post(move |_request: Bytes| {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    )
+}
+
+/// The admin routes, served over plain HTTP; none of them changes state.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reasons) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", reasons.join(", ")),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (engines, models) = state.source.sizes();
+    state.metrics.catalog_sizes(engines, models);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Reads the whole body up to the limit; `Err` is the 413 response.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, String> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| format!("request body unreadable or over the {limit}-byte limit: {e}"))
+}
+
+fn bad_request(status: StatusCode, reason: String) -> Response {
+    let body = serde_json::json!({"error": reason}).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn mutate(State(state): State<AppState>, body: Body) -> Response {
+    const WEBHOOK: &str = "mutate";
+    let started = Instant::now();
+    let bytes = match read_body(body, state.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(reason) => {
+            state.metrics.bad_request(WEBHOOK, "body_too_large");
+            tracing::warn!(webhook = WEBHOOK, %reason, "request refused");
+            return bad_request(StatusCode::PAYLOAD_TOO_LARGE, reason);
+        }
+    };
+    match review::mutate(&bytes, state.source.as_ref()) {
+        Ok(decision) => respond(WEBHOOK, decision, &state, started),
+        Err(bad) => refuse(WEBHOOK, &bad, &state),
+    }
+}
+
+fn refuse(webhook: &'static str, bad: &BadReview, state: &AppState) -> Response {
+    state.metrics.bad_request(webhook, bad.metric_label());
+    tracing::warn!(webhook, reason = %bad, "request refused");
+    bad_request(StatusCode::BAD_REQUEST, bad.to_string())
+}
+
+/// Logs the review in its own span, counts it and encodes the response.
+fn respond(
+    webhook: &'static str,
+    decision: Decision,
+    state: &AppState,
+    started: Instant,
+) -> Response {
+    let facts = &decision.facts;
+    let outcome = decision.verdict.outcome();
+    let span = tracing::info_span!(
+        "review",
+        webhook,
+        uid = %facts.uid,
+        kind = %facts.kind,
+        namespace = %facts.namespace,
+        name = %facts.name,
+        operation = facts.operation,
+        dry_run = facts.dry_run,
+        outcome,
+    );
+    let _entered = span.enter();
+    match &decision.verdict {
+        review::Verdict::Deny { message } => tracing::info!(%message, "review denied"),
+        review::Verdict::Patch { patch, .. } => {
+            tracing::info!(operations = patch.len(), "review patched")
+        }
+        review::Verdict::Allow { warnings } => tracing::debug!(?warnings, "review allowed"),
+    }
+    let kind = facts.kind.clone();
+    let operation = facts.operation;
+    let body = decision.into_body();
+    state.metrics.review(
+        webhook,
+        &kind,
+        operation,
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

@@ -1,0 +1,264 @@
+//! Serving certificates: loaded from PEM files and re-read on a timer (a
+//! kubelet Secret update swaps a `..data` symlink, which a file watch never
+//! sees), validated before they replace the current pair, and served through
+//! a rustls certificate resolver, so rotation needs no restart and drops no
+//! connection. Without files, a self-signed CA and leaf for local use.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+
+/// Why a certificate pair could not be used.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: String },
+    #[error("{path}: {message}")]
+    BadPem { path: String, message: String },
+    #[error("the key in {key} does not belong to the certificate in {cert}: {message}")]
+    Mismatch {
+        cert: String,
+        key: String,
+        message: String,
+    },
+    #[error("cannot generate the self-signed certificate: {0}")]
+    Generate(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The crypto provider of every TLS config here: ring, with its default
+/// (modern AEAD-only) cipher suites.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses a PEM certificate chain and private key and checks they match.
+pub fn parse_pair(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_name: &str,
+    key_name: &str,
+) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::BadPem {
+            path: cert_name.to_owned(),
+            message: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert_name.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadPem {
+        path: key_name.to_owned(),
+        message: e.to_string(),
+    })?;
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Mismatch {
+        cert: cert_name.to_owned(),
+        key: key_name.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The certificate currently served, swappable without locking handshakes.
+#[derive(Debug)]
+pub struct CertResolver {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertResolver {
+    pub fn new(key: CertifiedKey) -> Self {
+        CertResolver {
+            current: ArcSwap::from_pointee(key),
+        }
+    }
+
+    /// Replaces the served certificate; new handshakes use it at once.
+    pub fn replace(&self, key: CertifiedKey) {
+        self.current.store(Arc::new(key));
+    }
+
+    /// The certificate served now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// A certificate pair read from files and re-read when their bytes change.
+#[derive(Debug)]
+pub struct FileCerts {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    resolver: Arc<CertResolver>,
+    /// The bytes last looked at (loaded or refused), to act once per change.
+    last_seen: Mutex<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What a reload attempt did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    Unchanged,
+    Rotated,
+    /// The new pair was refused; the old one is still served.
+    Refused(String),
+}
+
+impl FileCerts {
+    /// Loads the pair; fails if it is unreadable or inconsistent.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+        let (cert, key) = (read(cert_path)?, read(key_path)?);
+        let pair = parse_pair(
+            &cert,
+            &key,
+            &cert_path.display().to_string(),
+            &key_path.display().to_string(),
+        )?;
+        Ok(FileCerts {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            resolver: Arc::new(CertResolver::new(pair)),
+            last_seen: Mutex::new((cert, key)),
+        })
+    }
+
+    /// The resolver handshakes use.
+    pub fn resolver(&self) -> Arc<CertResolver> {
+        self.resolver.clone()
+    }
+
+    /// Re-reads both files; swaps in the new pair if it changed and is valid.
+    pub fn reload(&self) -> Reload {
+        let (cert, key) = match (read(&self.cert_path), read(&self.key_path)) {
+            (Ok(c), Ok(k)) => (c, k),
+            // Mid-swap or removed: keep serving, look again next time.
+            (Err(e), _) | (_, Err(e)) => return Reload::Refused(e.to_string()),
+        };
+        let Ok(mut last) = self.last_seen.lock() else {
+            return Reload::Unchanged;
+        };
+        if last.0 == cert && last.1 == key {
+            return Reload::Unchanged;
+        }
+        *last = (cert.clone(), key.clone());
+        drop(last);
+        match parse_pair(
+            &cert,
+            &key,
+            &self.cert_path.display().to_string(),
+            &self.key_path.display().to_string(),
+        ) {
+            Ok(pair) => {
+                self.resolver.replace(pair);
+                Reload::Rotated
+            }
+            Err(e) => Reload::Refused(e.to_string()),
+        }
+    }
+
+    /// Re-reads the files every `interval`, forever, logging rotations and refusals.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match self.reload() {
+                Reload::Unchanged => {}
+                Reload::Rotated => {
+                    tracing::info!(cert = %self.cert_path.display(), "serving certificate rotated")
+                }
+                Reload::Refused(reason) => tracing::error!(
+                    cert = %self.cert_path.display(),
+                    %reason,
+                    "new serving certificate refused; still serving the previous one"
+                ),
+            }
+        }
+    }
+}
+
+/// A development CA and a serving certificate it signed.
+pub struct GeneratedCerts {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Generates a CA and a leaf for `dns_names` (IP addresses allowed), with
+/// rcgen's long default validity: these are for development, or for the
+/// kubectl path where the operator rotates them.
+pub fn generate(common_name: &str, dns_names: &[String]) -> Result<GeneratedCerts, TlsError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut ca_dn = DistinguishedName::new();
+    ca_dn.push(DnType::CommonName, format!("{common_name} CA"));
+    ca_params.distinguished_name = ca_dn;
+    let ca_key = KeyPair::generate().map_err(gen_err)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
+
+    let mut leaf_params = CertificateParams::new(dns_names.to_vec()).map_err(gen_err)?;
+    let mut leaf_dn = DistinguishedName::new();
+    leaf_dn.push(DnType::CommonName, common_name);
+    leaf_params.distinguished_name = leaf_dn;
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf_key = KeyPair::generate().map_err(gen_err)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
+    Ok(GeneratedCerts {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    })
+}
+
+/// The rustls server config: TLS 1.3 and 1.2 only, ring's modern suites,
+/// ALPN h2 and http/1.1, certificates from `resolver`.
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,308 @@
+//! The admission server over real TLS on 127.0.0.1: a client trusting the CA
+//! gets reviews answered; certificates rotate by kubelet-style symlink swap
+//! under continuous requests without losing one; a broken new pair is
+//! refused; plain HTTP on the HTTPS port gets nothing; SIGTERM drains.
+
+mod server_support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use llm_injector::server::tls::generate;
+use llm_injector::server::{ServeConfig, Server, TlsSource};
+use server_support::{fixture, get_plain, post, root, tls_connector};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn local() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn config(tls: TlsSource) -> ServeConfig {
+    let mut config = ServeConfig::new(tls, Some(vec![root().join("examples/catalog")]));
+    config.addr = local();
+    config.admin_addr = local();
+    config.shutdown_delay = Duration::from_millis(0);
+    config
+}
+
+/// Starts a server; returns its addresses and the trigger that stops it.
+async fn start(
+    config: ServeConfig,
+) -> (
+    SocketAddr,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let server = Server::bind(config).await.expect("bind");
+    let addr = server.local_addr().unwrap();
+    let admin = server.admin_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    (addr, admin, stop, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_server_answers_a_client_trusting_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    let (addr, admin, stop, handle) = start(config(TlsSource::SelfSigned {
+        ca_file: ca_file.clone(),
+    }))
+    .await;
+    let connector = tls_connector(&std::fs::read(&ca_file).unwrap());
+    let answer = post(
+        &connector,
+        addr,
+        "/mutate?timeout=5s",
+        fixture("pod-create-generatename.json"),
+    )
+    .await
+    .expect("request");
+    assert_eq!(answer.status, 200);
+    let review = answer.json();
+    assert_eq!(review["response"]["allowed"], true);
+    assert!(server_support::patch_of(&review).is_some());
+    assert_eq!(get_plain(admin, "/readyz").await.unwrap().0, 200);
+
+    // A client that does not trust the CA is refused at the handshake.
+    let other = generate("someone-else", &["localhost".to_owned()]).unwrap();
+    let stranger = tls_connector(other.ca_pem.as_bytes());
+    assert!(
+        post(&stranger, addr, "/mutate", fixture("pod-create-named.json"))
+            .await
+            .is_err()
+    );
+
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(
+        !buf.starts_with(b"HTTP/"),
+        "plain HTTP was answered: {}",
+        String::from_utf8_lossy(&buf)
+    );
+
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+}
+
+/// Writes a pair the way kubelet lays out a Secret volume:
+/// `dir/..<ts>/tls.{crt,key}`, `dir/..data -> ..<ts>`, `dir/tls.crt -> ..data/tls.crt`.
+fn write_secret_volume(dir: &Path, generation: u32, cert: &str, key: &str) {
+    let versioned = dir.join(format!("..2026_11_27_{generation}"));
+    std::fs::create_dir_all(&versioned).unwrap();
+    std::fs::write(versioned.join("tls.crt"), cert).unwrap();
+    std::fs::write(versioned.join("tls.key"), key).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(versioned.file_name().unwrap(), &tmp).unwrap();
+    // The atomic swap: rename the new link over ..data.
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for file in ["tls.crt", "tls.key"] {
+        let link = dir.join(file);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(PathBuf::from("..data").join(file), &link).unwrap();
+        }
+    }
+}
+
+fn leaf_der(cert_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_by_symlink_swap_loses_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = generate("llm-injector", &["localhost".to_owned()]).unwrap();
+    write_secret_volume(dir.path(), 1, &first.cert_pem, &first.key_pem);
+    let mut config = config(TlsSource::Files {
+        cert: dir.path().join("tls.crt"),
+        key: dir.path().join("tls.key"),
+        reload_interval: Duration::from_millis(100),
+    });
+    config.drain_timeout = Duration::from_secs(5);
+    let (addr, _admin, stop, handle) = start(config).await;
+
+    // The second pair comes from a new CA (a CA rotation): the client trusts both.
+    let second = generate("llm-injector", &["localhost".to_owned()]).unwrap();
+    let connector = tls_connector(format!("{}{}", first.ca_pem, second.ca_pem).as_bytes());
+
+    let running = Arc::new(AtomicBool::new(true));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (connector, running, ok, failed) = (
+            connector.clone(),
+            running.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut certs = Vec::new();
+            while running.load(Ordering::Acquire) {
+                match post(
+                    &connector,
+                    addr,
+                    "/mutate",
+                    fixture("pod-create-named.json"),
+                )
+                .await
+                {
+                    Ok(answer) if answer.status == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        certs.push(answer.server_cert);
+                    }
+                    Ok(_) | Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            certs
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    write_secret_volume(dir.path(), 2, &second.cert_pem, &second.key_pem);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // A broken pair (key of another certificate) is refused; the second pair stays.
+    let third = generate("llm-injector", &["localhost".to_owned()]).unwrap();
+    write_secret_volume(dir.path(), 3, &third.cert_pem, &first.key_pem);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, Ordering::Release);
+    let mut seen = Vec::new();
+    for client in clients {
+        seen.extend(client.await.unwrap());
+    }
+
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "requests lost during rotation ({ok} succeeded)");
+    assert!(ok > 20, "too few requests to show anything: {ok}");
+    let (first_leaf, second_leaf, third_leaf) = (
+        leaf_der(&first.cert_pem),
+        leaf_der(&second.cert_pem),
+        leaf_der(&third.cert_pem),
+    );
+    let count = |leaf: &Vec<u8>| seen.iter().filter(|c| *c == leaf).count();
+    eprintln!(
+        "certificates served: first {} rotated {} refused {} of {}",
+        count(&first_leaf),
+        count(&second_leaf),
+        count(&third_leaf),
+        seen.len()
+    );
+    assert_eq!(
+        seen.first(),
+        Some(&first_leaf),
+        "served the first certificate before the swap"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&second_leaf),
+        "serves the rotated certificate afterwards, not the broken one"
+    );
+    assert!(!seen.contains(&third_leaf), "a mismatched pair was served");
+
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+}
+
+#[test]
+fn sigterm_turns_unready_finishes_in_flight_and_exits_0() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.crt");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-injector"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-delay", "1s"])
+            .arg("--catalog")
+            .arg(root().join("examples/catalog"))
+            .arg("--ca-file")
+            .arg(&ca_file)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start llm-injector serve");
+        // Read the bound addresses from the start-up log line.
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stderr);
+        let (mut addr, mut admin) = (None, None);
+        let mut log = String::new();
+        while addr.is_none() || admin.is_none() {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line))
+                .await
+                .expect("start-up log")
+                .unwrap();
+            assert!(n > 0, "server exited: {log}");
+            log.push_str(&line);
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .and_then(|v| v.parse::<SocketAddr>().ok())
+            };
+            addr = addr.or(field("addr"));
+            admin = admin.or(field("admin"));
+        }
+        let (addr, admin) = (addr.unwrap(), admin.unwrap());
+        tokio::spawn(async move {
+            let mut sink = String::new();
+            let _ = lines.read_to_string(&mut sink).await;
+        });
+        let connector = tls_connector(&std::fs::read(&ca_file).unwrap());
+        assert_eq!(get_plain(admin, "/readyz").await.unwrap().0, 200);
+
+        // An in-flight review: headers and half the body sent before SIGTERM.
+        let body = fixture("pod-create-named.json");
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let head = format!(
+            "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&body[..body.len() / 2]).await.unwrap();
+        tls.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let pid = child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (ready, text) = get_plain(admin, "/readyz").await.unwrap();
+        assert_eq!(ready, 503, "readyz during shutdown: {text}");
+
+        tls.write_all(&body[body.len() / 2..]).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await;
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 200"), "in-flight review lost: {response}");
+        assert!(response.contains("\"allowed\":true"), "{response}");
+
+        let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
+        assert_eq!(exit.code(), Some(0));
+        assert!(post(&connector, addr, "/mutate", body).await.is_err(), "still serving after exit");
+    });
+}
