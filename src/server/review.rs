@@ -131,20 +131,37 @@ impl Decision {
     }
 }
 
+/// The review as the apiserver reads it, with `response.patch` as a base64
+/// string: kube-core's own response, flattened, plus that one field.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    #[serde(flatten)]
+    response: &'a AdmissionResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<&'a str>,
+}
+
 fn encode_review(review: AdmissionReview<DynamicObject>, patch_b64: Option<String>) -> Vec<u8> {
-    let Some(patch) = patch_b64 else {
+    let Some(response) = review.response.as_ref() else {
         return serde_json::to_vec(&review).unwrap_or_default();
     };
-    // Put the base64 patch where kube-core would have written its byte array.
-    match serde_json::to_value(&review) {
-        Ok(mut value) => {
-            if let Some(response) = value.get_mut("response").and_then(|r| r.as_object_mut()) {
-                response.insert("patch".to_owned(), serde_json::Value::String(patch));
-            }
-            serde_json::to_vec(&value).unwrap_or_default()
-        }
-        Err(_) => Vec::new(),
-    }
+    let out = ReviewOut {
+        api_version: &review.types.api_version,
+        kind: &review.types.kind,
+        response: ResponseOut {
+            response,
+            patch: patch_b64.as_deref(),
+        },
+    };
+    serde_json::to_vec(&out).unwrap_or_default()
 }
 
 fn operation_name(op: &Operation) -> &'static str {
