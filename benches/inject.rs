@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use llm_injector::manifest::read_documents;
-use llm_injector::{Catalog, Outcome, inject_requested};
+use llm_injector::{Catalog, InjectOptions, Outcome, inject_requested};
 
 /// The allocator of the `llm-injector` binary, so the figures are the binary's.
 #[global_allocator]
@@ -53,8 +53,12 @@ fn review_figures(root: &Path, catalog: &Catalog) {
         std::fs::read(root.join("tests/fixtures/apiserver-1.36/pod-create-generatename.json"))
             .expect("fixture");
     let review = time_per_call(|| {
-        let decision =
-            llm_injector::server::review::mutate(black_box(&body), catalog).expect("review");
+        let decision = llm_injector::server::review::mutate(
+            black_box(&body),
+            catalog,
+            &InjectOptions::default(),
+        )
+        .expect("review");
         black_box(decision.into_body());
     });
     let decode = time_per_call(|| {
@@ -105,11 +109,14 @@ fn main() {
         let json = serde_json::to_vec(&doc.value).expect("json");
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
 
-        let Ok(Outcome::Injected(injected)) = inject_requested(&pod, &namespace, &catalog) else {
+        let options = InjectOptions::default();
+        let Ok(Outcome::Injected(injected)) =
+            inject_requested(&pod, &namespace, &catalog, &options)
+        else {
             panic!("{file} does not inject");
         };
         let inject = time_per_call(|| {
-            black_box(inject_requested(black_box(&pod), &namespace, &catalog).is_ok());
+            black_box(inject_requested(black_box(&pod), &namespace, &catalog, &options).is_ok());
         });
         let clone = time_per_call(|| {
             black_box(black_box(&pod).clone());

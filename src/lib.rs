@@ -20,4 +20,4 @@ pub mod manifest;
 pub mod server;
 
 pub use catalog::{Catalog, ModelLookup};
-pub use inject::{InjectError, Injected, Outcome, inject, inject_requested};
+pub use inject::{InjectError, InjectOptions, Injected, Outcome, inject, inject_requested};

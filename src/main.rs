@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use llm_injector::Catalog;
 
 mod certs_cli;
+mod probe_cli;
 mod serve_cli;
 
 /// Injection is allocation-bound; mimalloc halves its cost next to glibc malloc
@@ -38,6 +39,9 @@ enum Command {
     /// Write a development CA and a serving certificate for the webhook Service
     /// (for installs with plain manifests).
     Certs(certs_cli::CertsArgs),
+    /// GET a loopback http:// URL and exit 0 on a 2xx answer: the exec probe
+    /// of the llm-router sidecar, whose image has no shell or curl.
+    Probe(probe_cli::ProbeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -51,6 +55,9 @@ struct InjectArgs {
     /// Namespace of objects that name none (as `kubectl apply -n`).
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
+    /// Image of the llm-router sidecar added when parallelism.data > 1.
+    #[arg(long, env = "LLM_INJECTOR_ROUTER_IMAGE", default_value = llm_injector::inject::DEFAULT_ROUTER_IMAGE)]
+    router_image: String,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
         Command::Inject(args) => run_inject(&args),
         Command::Serve(args) => serve_cli::run(*args).map_err(|e| vec![e]),
         Command::Certs(args) => certs_cli::run(&args).map_err(|e| vec![e]),
+        Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,7 +100,10 @@ fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    let injection = inject_documents(documents, &args.namespace, &catalog);
+    let options = llm_injector::InjectOptions {
+        router_image: args.router_image.clone(),
+    };
+    let injection = inject_documents(documents, &args.namespace, &catalog, &options);
     for warning in &injection.warnings {
         eprintln!("warning: {warning}");
     }

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
-use crate::inject::{InjectError, Outcome, PodLike, inject_requested};
+use crate::inject::{InjectError, InjectOptions, Outcome, PodLike, inject_requested};
 
 /// One YAML document and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,10 +147,11 @@ pub fn inject_documents(
     documents: Vec<SourceDocument>,
     default_namespace: &str,
     lookup: &impl ModelLookup,
+    options: &InjectOptions,
 ) -> Injection {
     let mut out = Injection::default();
     for doc in documents {
-        let value = inject_document(&doc, default_namespace, lookup, &mut out);
+        let value = inject_document(&doc, default_namespace, lookup, options, &mut out);
         out.documents.push(value);
     }
     out
@@ -160,6 +161,7 @@ fn inject_document(
     doc: &SourceDocument,
     default_namespace: &str,
     lookup: &impl ModelLookup,
+    options: &InjectOptions,
     out: &mut Injection,
 ) -> Value {
     let mut value = doc.value.clone();
@@ -178,6 +180,7 @@ fn inject_document(
                     &doc.item(index, item.clone()),
                     default_namespace,
                     lookup,
+                    options,
                     out,
                 );
             }
@@ -214,9 +217,9 @@ fn inject_document(
         return value;
     }
     let result = if path.is_empty() {
-        inject_typed::<Pod>(pod_value, &namespace, lookup)
+        inject_typed::<Pod>(pod_value, &namespace, lookup, options)
     } else {
-        inject_typed::<PodTemplateSpec>(pod_value, &namespace, lookup)
+        inject_typed::<PodTemplateSpec>(pod_value, &namespace, lookup, options)
     };
     let path_name = if path.is_empty() { "the pod" } else { path };
     match result {
@@ -255,13 +258,14 @@ fn inject_typed<P>(
     pod_value: &mut Value,
     namespace: &str,
     lookup: &impl ModelLookup,
+    options: &InjectOptions,
 ) -> Result<bool, TypedError>
 where
     P: PodLike + for<'de> Deserialize<'de>,
 {
     let typed: P = serde_json::from_value(pod_value.clone())
         .map_err(|e| TypedError::Invalid(e.to_string()))?;
-    match inject_requested(&typed, namespace, lookup).map_err(TypedError::Inject)? {
+    match inject_requested(&typed, namespace, lookup, options).map_err(TypedError::Inject)? {
         Outcome::NotRequested | Outcome::AlreadyInjected => Ok(false),
         Outcome::Injected(injected) => {
             json_patch::patch(pod_value, &injected.patch).map_err(|e| {

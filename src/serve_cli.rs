@@ -55,7 +55,10 @@ pub struct ServeArgs {
     /// Longest wait for in-flight reviews after the listener closed.
     #[arg(long, env = "LLM_INJECTOR_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     drain_timeout: Duration,
-    /// Benchmark baseline only: answer /mutate with this file's bytes, unread.
+    /// Image of the llm-router sidecar added when parallelism.data > 1.
+    #[arg(long, env = "LLM_INJECTOR_ROUTER_IMAGE", default_value = llm_injector::inject::DEFAULT_ROUTER_IMAGE)]
+    router_image: String,
+    /// Benchmark baseline only: answer /mutate with this file's bytes, unparsed.
     #[arg(long, hide = true)]
     fixed_response: Option<PathBuf>,
 }
@@ -151,6 +154,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     config.header_read_timeout = args.header_read_timeout;
     config.shutdown_delay = args.shutdown_delay;
     config.drain_timeout = args.drain_timeout;
+    config.inject_options.router_image = args.router_image.clone();
     if let Some(path) = &args.fixed_response {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         config.fixed_response = Some(bytes);

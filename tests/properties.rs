@@ -13,7 +13,9 @@ use llm_injector::crd::{
     Accelerator, Allocation, DraAllocation, EngineRef, LLMEngine, LLMEngineSpec, LLMModel,
     LLMModelSpec, Parallelism, Serving, Vendor,
 };
-use llm_injector::{Catalog, MODEL_ANNOTATION, Outcome, STATUS_ANNOTATION, inject_requested};
+use llm_injector::{
+    Catalog, InjectOptions, MODEL_ANNOTATION, Outcome, STATUS_ANNOTATION, inject_requested,
+};
 use proptest::prelude::*;
 
 const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
@@ -269,7 +271,7 @@ proptest! {
     fn injection_invariants(pod in pod(), catalog in catalog()) {
         let namespace = pod.metadata.namespace.clone().unwrap();
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-        let result = inject_requested(&pod, &namespace, &catalog);
+        let result = inject_requested(&pod, &namespace, &catalog, &InjectOptions::default());
         match result {
             Ok(Outcome::NotRequested) => prop_assert!(!annotations.contains_key(MODEL_ANNOTATION)),
             Ok(Outcome::AlreadyInjected) => prop_assert!(annotations.contains_key(STATUS_ANNOTATION)),
@@ -291,7 +293,7 @@ proptest! {
                     prop_assert_eq!(&new[..old.len()], &old[..]);
                 }
                 // Injecting again changes nothing.
-                let again = inject_requested(&injected.object, &namespace, &catalog);
+                let again = inject_requested(&injected.object, &namespace, &catalog, &InjectOptions::default());
                 prop_assert!(matches!(again, Ok(Outcome::AlreadyInjected)));
                 // GPU containers never get NVIDIA_VISIBLE_DEVICES; AMD engines never get CUDA_*.
                 for c in after.init_containers.iter().flatten().filter(|c| c.name.starts_with("llm-engine-")) {

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use llm_injector::Catalog;
 use llm_injector::manifest::{SourceDocument, inject_documents};
 use llm_injector::server::{AppState, Health, Metrics, admin_router, webhook_router};
+use llm_injector::{Catalog, InjectOptions};
 use serde_json::{Value, json};
 use server_support::{fixture, fixture_json, patch_of, root};
 use tower::ServiceExt;
@@ -26,6 +26,7 @@ fn state() -> AppState {
         metrics: Arc::new(Metrics::default()),
         health: Arc::new(health),
         body_limit: 4 * 1024 * 1024,
+        inject_options: Arc::new(InjectOptions::default()),
     }
 }
 
@@ -74,7 +75,7 @@ fn cli_pod(object: &Value, namespace: &str) -> Value {
         item: None,
         value: object.clone(),
     };
-    let out = inject_documents(vec![doc], namespace, &catalog);
+    let out = inject_documents(vec![doc], namespace, &catalog, &InjectOptions::default());
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     out.documents[0].clone()
 }

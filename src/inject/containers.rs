@@ -22,6 +22,10 @@ pub const MODEL_VOLUME: &str = "llm-models";
 pub const MODEL_MOUNT_PATH: &str = "/llm-models";
 /// Prefix of the per-instance DRA claims: `llm-gpu-0`, ...
 pub const CLAIM_PREFIX: &str = "llm-gpu-";
+/// Name of the request router sidecar of pods with data parallelism.
+pub const ROUTER_CONTAINER: &str = "llm-router";
+/// Path of the llm-injector binary in its image (the router image).
+const ROUTER_BINARY: &str = "/llm-injector";
 
 /// The pull script: a private server on the engine's base port (no engine runs
 /// yet), `ollama pull`, then stop. Pulling from a postStart hook would race the
@@ -170,6 +174,55 @@ pub fn engine_container(plan: &Plan, instance: i32) -> Container {
         security_context: plan.security_context.cloned(),
         ..Default::default()
     }
+}
+
+/// The `llm-router` native sidecar, after the engines, when the plan has one:
+/// `llm-injector route` spreading requests over the engine instances. Its
+/// probes run the same binary against its loopback admin endpoint.
+pub fn router_container(plan: &Plan) -> Option<Container> {
+    let router = plan.router.as_ref()?;
+    let mut args = vec![
+        "route".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{}", router.port),
+        "--admin-listen".to_owned(),
+        format!("127.0.0.1:{}", router.admin_port),
+    ];
+    for instance in 0..plan.instances {
+        args.push("--backend".to_owned());
+        args.push(format!("127.0.0.1:{}", plan.instance_port(instance)));
+    }
+    let probe = |path: &str, period: i32| Probe {
+        exec: Some(exec_probe(&[
+            ROUTER_BINARY,
+            "probe",
+            &format!("http://127.0.0.1:{}{path}", router.admin_port),
+        ])),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(3),
+        ..Default::default()
+    };
+    let quantity = |q: &str| Quantity(q.to_owned());
+    Some(Container {
+        name: ROUTER_CONTAINER.to_owned(),
+        image: Some(router.image.to_owned()),
+        args: Some(args),
+        env: Some(vec![env("NVIDIA_VISIBLE_DEVICES", "void")]),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("50m")),
+                ("memory".to_owned(), quantity("32Mi")),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), quantity("128Mi"))])),
+            ..Default::default()
+        }),
+        restart_policy: Some("Always".to_owned()),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(probe("/livez", 20)),
+        security_context: plan.security_context.cloned(),
+        ..Default::default()
+    })
 }
 
 /// `llm-engine-<instance>`.

@@ -107,7 +107,7 @@ pub enum InjectError {
 
     /// Instance ports past 65535.
     #[error(
-        "LLMModel {model:?}: spec.parallelism.data: {data} engine instances on LLMEngine {engine:?} port {port} need ports {port}..{last}, past 65535; lower the engine's port or parallelism.data"
+        "LLMModel {model:?}: spec.parallelism.data: {data} engine instances on LLMEngine {engine:?} port {port} need ports {port}..{last} (with data > 1 the llm-router takes the two ports after the engines), past 65535; lower the engine's port or parallelism.data"
     )]
     PortOverflow {
         model: String,
@@ -119,12 +119,12 @@ pub enum InjectError {
 
     /// A user container already uses a port an engine instance needs.
     #[error(
-        "container {container:?} declares port {port}, which engine instance {instance} of LLMModel {model:?} listens on (engine ports {first}..{last} on the pod's loopback); change the container's port or the engine's spec.port"
+        "container {container:?} declares port {port}, which {listener} of LLMModel {model:?} listens on (injected ports {first}..{last} on the pod's loopback); change the container's port or the engine's spec.port"
     )]
     PortInUse {
         container: String,
         port: i32,
-        instance: i32,
+        listener: String,
         model: String,
         first: i32,
         last: i32,

@@ -8,6 +8,7 @@
 
 mod containers;
 mod error;
+mod options;
 mod plan;
 mod user;
 
@@ -17,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 pub use containers::{
     CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, MODEL_MOUNT_PATH, MODEL_VOLUME, PULL_CONTAINER,
+    ROUTER_CONTAINER,
 };
 pub use error::InjectError;
+pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
 pub use plan::{Plan, RESERVED_ENGINE_ENV};
 pub use user::requests_gpu;
 
@@ -200,6 +203,7 @@ pub fn inject_requested<P: PodLike, L: ModelLookup + ?Sized>(
     obj: &P,
     namespace: &str,
     lookup: &L,
+    options: &InjectOptions,
 ) -> Result<Outcome<P>, InjectError> {
     let name = match requested_model(obj.pod_metadata()) {
         Request::NotRequested => return Ok(Outcome::NotRequested),
@@ -223,7 +227,7 @@ pub fn inject_requested<P: PodLike, L: ModelLookup + ?Sized>(
                 model: name.to_owned(),
                 engine: engine_name.clone(),
             })?;
-    inject(obj, &model, &engine).map(|i| Outcome::Injected(Box::new(i)))
+    inject(obj, &model, &engine, options).map(|i| Outcome::Injected(Box::new(i)))
 }
 
 /// Injects `model` served by `engine` into `obj` (which must not be injected yet).
@@ -231,8 +235,9 @@ pub fn inject<P: PodLike>(
     obj: &P,
     model: &LLMModel,
     engine: &LLMEngine,
+    options: &InjectOptions,
 ) -> Result<Injected<P>, InjectError> {
-    let plan = Plan::new(model, engine)?;
+    let plan = Plan::new(model, engine, options)?;
     // managedFields never change; keep them out of both sides of the diff.
     let before = obj.clone_without_managed_fields();
     let mut after = before.clone();
@@ -267,6 +272,9 @@ fn mutate(
     };
     let mut init_names = vec![PULL_CONTAINER.to_owned()];
     init_names.extend(engine_names.iter().cloned());
+    if plan.router.is_some() {
+        init_names.push(ROUTER_CONTAINER.to_owned());
+    }
 
     check_collisions(spec, plan, &init_names, &claim_names)?;
     check_ports(spec, plan)?;
@@ -287,6 +295,7 @@ fn mutate(
     let init = spec.init_containers.get_or_insert_with(Vec::new);
     init.push(containers::pull_container(plan));
     init.extend((0..plan.instances).map(|i| containers::engine_container(plan, i)));
+    init.extend(containers::router_container(plan));
     spec.volumes
         .get_or_insert_with(Vec::new)
         .push(containers::model_volume(plan));
@@ -309,7 +318,7 @@ fn mutate(
         init_containers: init_names,
         volumes: vec![MODEL_VOLUME.to_owned()],
         resource_claims: claim_names,
-        endpoint: plan.instance_url(0),
+        endpoint: plan.endpoint_url(),
     };
     let status_json =
         serde_json::to_string(&status).map_err(|e| InjectError::Serialize(e.to_string()))?;
@@ -354,25 +363,23 @@ fn check_collisions(
     Ok(())
 }
 
-/// Engine instances listen on the pod's loopback; a user container declaring
-/// one of those ports would collide with it.
+/// Engine instances (and the router) listen on the pod's loopback; a user
+/// container declaring one of those ports would collide with them.
 fn check_ports(spec: &PodSpec, plan: &Plan) -> Result<(), InjectError> {
-    let first = plan.port;
-    let last = plan.instance_port(plan.instances - 1);
     let all = spec
         .containers
         .iter()
         .chain(spec.init_containers.iter().flatten());
     for container in all {
         for port in container.ports.iter().flatten() {
-            if (first..=last).contains(&port.container_port) {
+            if let Some(listener) = plan.listener_on(port.container_port) {
                 return Err(InjectError::PortInUse {
                     container: container.name.clone(),
                     port: port.container_port,
-                    instance: port.container_port - first,
+                    listener,
                     model: plan.model_name.to_owned(),
-                    first,
-                    last,
+                    first: plan.port,
+                    last: plan.last_port(),
                 });
             }
         }

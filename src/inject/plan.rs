@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, SecurityContext};
 
-use super::InjectError;
+use super::{InjectError, InjectOptions};
 use crate::crd::{Allocation, LLMEngine, LLMModel, ModelStore, Vendor};
 
 /// Environment variables the injector sets on engine containers itself; an
@@ -20,6 +20,16 @@ pub const RESERVED_ENGINE_ENV: &[&str] = &[
     "GPU_DEVICE_ORDINAL",
     "NVIDIA_VISIBLE_DEVICES",
 ];
+
+/// The `llm-router` sidecar of a pod with data parallelism.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterPlan<'a> {
+    pub image: &'a str,
+    /// Where user containers reach the model: the router's loopback port.
+    pub port: i32,
+    /// The router's loopback admin port (`/readyz`, `/livez`, `/metrics`).
+    pub admin_port: i32,
+}
 
 /// Everything the builders need, derived from a model and its engine.
 #[derive(Debug, Clone)]
@@ -53,11 +63,17 @@ pub struct Plan<'a> {
     pub model_store: ModelStore,
     pub engine_env: &'a [EnvVar],
     pub security_context: Option<&'a SecurityContext>,
+    /// The request router in front of the instances, when there are several.
+    pub router: Option<RouterPlan<'a>>,
 }
 
 impl<'a> Plan<'a> {
     /// Checks the pair and derives the plan. Errors name the field and the fix.
-    pub fn new(model: &'a LLMModel, engine: &'a LLMEngine) -> Result<Self, InjectError> {
+    pub fn new(
+        model: &'a LLMModel,
+        engine: &'a LLMEngine,
+        options: &'a InjectOptions,
+    ) -> Result<Self, InjectError> {
         let model_name = model.metadata.name.as_deref().unwrap_or_default();
         let engine_name = engine.metadata.name.as_deref().unwrap_or_default();
         let spec = &model.spec;
@@ -118,7 +134,10 @@ impl<'a> Plan<'a> {
                 problem: format!("{port} is not a TCP port; use 1..65535"),
             });
         }
-        let last = i64::from(port) + i64::from(instances) - 1;
+        // Engines on port..port+data-1; with data > 1 the router and its admin
+        // endpoint take the next two ports.
+        let router_ports = if instances > 1 { 2 } else { 0 };
+        let last = i64::from(port) + i64::from(instances) - 1 + router_ports;
         if last > 65535 {
             return Err(InjectError::PortOverflow {
                 model: model_name.to_owned(),
@@ -207,6 +226,11 @@ impl<'a> Plan<'a> {
             model_store: engine_spec.effective_model_store(),
             engine_env: &engine_spec.env,
             security_context: engine_spec.security_context.as_ref(),
+            router: (instances > 1).then(|| RouterPlan {
+                image: &options.router_image,
+                port: port + instances,
+                admin_port: port + instances + 1,
+            }),
         })
     }
 
@@ -218,6 +242,38 @@ impl<'a> Plan<'a> {
     /// The base URL of engine instance `i`, as user containers reach it.
     pub fn instance_url(&self, instance: i32) -> String {
         format!("http://127.0.0.1:{}", self.instance_port(instance))
+    }
+
+    /// The one endpoint user containers use: the router when there is one,
+    /// else the only engine instance.
+    pub fn endpoint_url(&self) -> String {
+        match &self.router {
+            Some(router) => format!("http://127.0.0.1:{}", router.port),
+            None => self.instance_url(0),
+        }
+    }
+
+    /// The last loopback port the injected containers listen on.
+    pub fn last_port(&self) -> i32 {
+        match &self.router {
+            Some(router) => router.admin_port,
+            None => self.instance_port(self.instances - 1),
+        }
+    }
+
+    /// What listens on a loopback port of this plan, if anything.
+    pub fn listener_on(&self, port: i32) -> Option<String> {
+        let instance = port - self.port;
+        match &self.router {
+            _ if (0..self.instances).contains(&instance) => {
+                Some(format!("engine instance {instance}"))
+            }
+            Some(router) if port == router.port => Some("the llm-router".to_owned()),
+            Some(router) if port == router.admin_port => {
+                Some("the llm-router's admin endpoint".to_owned())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -290,7 +346,7 @@ mod tests {
         ];
         for (vendor, gpus, expected) in cases {
             let (m, e) = (model(gpus, 1, None), engine(vendor));
-            let got = Plan::new(&m, &e)
+            let got = Plan::new(&m, &e, &InjectOptions::default())
                 .map(|p| p.gpus_per_instance)
                 .map_err(|e| e.metric_label());
             assert_eq!(got, expected, "{vendor:?} {gpus:?}");
@@ -312,12 +368,16 @@ mod tests {
         ];
         for (gpus, devices, expected) in cases {
             let (m, e) = (model(gpus, 1, Some(devices)), engine(Vendor::Nvidia));
-            let got = Plan::new(&m, &e).map(|_| ()).map_err(|e| e.metric_label());
+            let got = Plan::new(&m, &e, &InjectOptions::default())
+                .map(|_| ())
+                .map_err(|e| e.metric_label());
             assert_eq!(got, expected, "{gpus:?} {devices:?}");
         }
         let (m, e) = (model(None, 1, Some(&["0"])), engine(Vendor::None));
         assert_eq!(
-            Plan::new(&m, &e).unwrap_err().metric_label(),
+            Plan::new(&m, &e, &InjectOptions::default())
+                .unwrap_err()
+                .metric_label(),
             "gpu_on_cpu_engine"
         );
     }
@@ -326,8 +386,10 @@ mod tests {
     fn ports_and_data_parallelism() {
         let cases = [
             (11434, 1, Ok(11434)),
-            (11434, 4, Ok(11437)),
+            (11434, 4, Ok(11439)),
             (65535, 1, Ok(65535)),
+            (65532, 2, Ok(65535)),
+            (65533, 2, Err("port_overflow")),
             (65534, 3, Err("port_overflow")),
             (11434, 0, Err("out_of_range")),
             (0, 1, Err("engine_field")),
@@ -337,8 +399,8 @@ mod tests {
             let m = model(None, data, None);
             let mut e = engine(Vendor::Nvidia);
             e.spec.port = port;
-            let got = Plan::new(&m, &e)
-                .map(|p| p.instance_port(p.instances - 1))
+            let got = Plan::new(&m, &e, &InjectOptions::default())
+                .map(|p| p.last_port())
                 .map_err(|e| e.metric_label());
             assert_eq!(got, expected, "port {port} data {data}");
         }
@@ -354,7 +416,7 @@ mod tests {
                 value: Some("x".into()),
                 value_from: None,
             }];
-            let err = Plan::new(&m, &e).unwrap_err();
+            let err = Plan::new(&m, &e, &InjectOptions::default()).unwrap_err();
             assert_eq!(err.metric_label(), "reserved_engine_env", "{name}");
             assert!(err.to_string().contains(name));
         }
@@ -366,21 +428,68 @@ mod tests {
         let mut e = engine(Vendor::Nvidia);
         e.spec.accelerator.allocation = Allocation::Dra;
         assert_eq!(
-            Plan::new(&m, &e).unwrap_err().metric_label(),
+            Plan::new(&m, &e, &InjectOptions::default())
+                .unwrap_err()
+                .metric_label(),
             "engine_field"
         );
         e.spec.accelerator.dra = Some(DraAllocation {
             resource_claim_template_name: "gpus".into(),
         });
-        let plan = Plan::new(&m, &e).unwrap();
+        let options = InjectOptions::default();
+        let plan = Plan::new(&m, &e, &options).unwrap();
         assert_eq!(plan.claim_template, Some("gpus"));
+    }
+
+    #[test]
+    fn router_only_with_data_parallelism() {
+        let options = InjectOptions {
+            router_image: "example.com/injector:1".into(),
+        };
+        let e = engine(Vendor::Nvidia);
+        let single = model(Some(2), 1, None);
+        let plan = Plan::new(&single, &e, &options).unwrap();
+        assert_eq!(plan.router, None);
+        assert_eq!(plan.endpoint_url(), "http://127.0.0.1:11434");
+        assert_eq!(
+            plan.listener_on(11434).as_deref(),
+            Some("engine instance 0")
+        );
+        assert_eq!(plan.listener_on(11435), None);
+
+        let double = model(Some(2), 2, None);
+        let plan = Plan::new(&double, &e, &options).unwrap();
+        assert_eq!(
+            plan.router,
+            Some(RouterPlan {
+                image: "example.com/injector:1",
+                port: 11436,
+                admin_port: 11437,
+            })
+        );
+        assert_eq!(plan.endpoint_url(), "http://127.0.0.1:11436");
+        assert_eq!(plan.last_port(), 11437);
+        let listeners: Vec<Option<String>> = (11433..=11438).map(|p| plan.listener_on(p)).collect();
+        assert_eq!(
+            listeners,
+            [
+                None,
+                Some("engine instance 0".to_owned()),
+                Some("engine instance 1".to_owned()),
+                Some("the llm-router".to_owned()),
+                Some("the llm-router's admin endpoint".to_owned()),
+                None,
+            ]
+        );
     }
 
     #[test]
     fn message_names_field_value_and_fix() {
         let (m, e) = (model(Some(5), 1, None), engine(Vendor::Nvidia));
         assert_eq!(
-            Plan::new(&m, &e).unwrap_err().to_string(),
+            Plan::new(&m, &e, &InjectOptions::default())
+                .unwrap_err()
+                .to_string(),
             "LLMModel \"mod\": spec.parallelism.model: 5 exceeds LLMEngine \"eng\" accelerator.maxDevicesPerInstance 4; lower it or raise the engine's limit"
         );
     }

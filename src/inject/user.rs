@@ -8,7 +8,7 @@ use super::plan::Plan;
 
 /// The environment every user container gets unless it sets the variable itself.
 pub fn endpoint_env(plan: &Plan) -> Vec<EnvVar> {
-    let endpoint = plan.instance_url(0);
+    let endpoint = plan.endpoint_url();
     let endpoints: Vec<String> = (0..plan.instances).map(|i| plan.instance_url(i)).collect();
     vec![
         env("OLLAMA_HOST", endpoint.clone()),

@@ -29,6 +29,7 @@ pub use routes::{
 };
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::inject::InjectOptions;
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -65,8 +66,10 @@ pub struct ServeConfig {
     pub shutdown_delay: Duration,
     /// Longest wait for in-flight requests once the listener closed.
     pub drain_timeout: Duration,
-    /// Benchmark baseline: answer `/mutate` with these bytes without reading the request.
+    /// Benchmark baseline: answer `/mutate` with these bytes without parsing the request.
     pub fixed_response: Option<Vec<u8>>,
+    /// Deployment-level injection settings (the router image).
+    pub inject_options: InjectOptions,
 }
 
 impl ServeConfig {
@@ -83,6 +86,7 @@ impl ServeConfig {
             shutdown_delay: Duration::from_secs(0),
             drain_timeout: Duration::from_secs(25),
             fixed_response: None,
+            inject_options: InjectOptions::default(),
         }
     }
 }
@@ -187,6 +191,7 @@ impl Server {
             metrics: Arc::new(Metrics::default()),
             health,
             body_limit: config.body_limit,
+            inject_options: Arc::new(config.inject_options.clone()),
         };
         Ok(Server {
             https,

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
-use crate::inject::{Outcome, inject_requested};
+use crate::inject::{InjectOptions, Outcome, inject_requested};
 
 /// The only AdmissionReview version served.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -205,9 +205,13 @@ fn check_review<T: kube::Resource>(
 }
 
 /// Decides a review sent to `/mutate`: injects pods that ask for it on CREATE.
-pub fn mutate<L: ModelLookup + ?Sized>(body: &[u8], lookup: &L) -> Result<Decision, BadReview> {
+pub fn mutate<L: ModelLookup + ?Sized>(
+    body: &[u8],
+    lookup: &L,
+    options: &InjectOptions,
+) -> Result<Decision, BadReview> {
     match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
-        Ok(review) => Ok(mutate_pod(check_review(review)?, lookup)),
+        Ok(review) => Ok(mutate_pod(check_review(review)?, lookup, options)),
         Err(pod_error) => {
             // Not a pod review: decode generically to answer it anyway.
             let review: AdmissionReview<DynamicObject> = decode_generic(body, pod_error)?;
@@ -230,7 +234,11 @@ fn decode_generic<T: kube::Resource + for<'de> serde::Deserialize<'de>>(
     }
 }
 
-fn mutate_pod<L: ModelLookup + ?Sized>(request: AdmissionRequest<Pod>, lookup: &L) -> Decision {
+fn mutate_pod<L: ModelLookup + ?Sized>(
+    request: AdmissionRequest<Pod>,
+    lookup: &L,
+    options: &InjectOptions,
+) -> Decision {
     let pod = request.object.as_ref();
     let generated = pod
         .and_then(|p| p.metadata.generate_name.as_deref())
@@ -245,7 +253,7 @@ fn mutate_pod<L: ModelLookup + ?Sized>(request: AdmissionRequest<Pod>, lookup: &
                 .as_deref()
                 .or(pod.metadata.namespace.as_deref())
                 .unwrap_or("default");
-            match inject_requested(pod, namespace, lookup) {
+            match inject_requested(pod, namespace, lookup, options) {
                 Ok(Outcome::Injected(injected)) => Verdict::Patch {
                     patch: injected.patch,
                     warnings: Vec::new(),

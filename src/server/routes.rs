@@ -68,6 +68,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub body_limit: usize,
+    /// Deployment-level injection settings (the router image).
+    pub inject_options: Arc<crate::inject::InjectOptions>,
 }
 
 /// The webhook routes, served over TLS.
@@ -146,7 +148,7 @@ async fn mutate(State(state): State<AppState>, body: Body) -> Response {
             return bad_request(StatusCode::PAYLOAD_TOO_LARGE, reason);
         }
     };
-    match review::mutate(&bytes, state.source.as_ref()) {
+    match review::mutate(&bytes, state.source.as_ref(), &state.inject_options) {
         Ok(decision) => respond(WEBHOOK, decision, &state, started),
         Err(bad) => refuse(WEBHOOK, &bad, &state),
     }
