@@ -198,16 +198,17 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = std::env::temp_dir().join(format!("llm-injector-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
         let body = Bytes::from(
             std::fs::read(root().join("tests/fixtures/apiserver-1.36/pod-create-generatename.json")).expect("fixture"),
         );
-        let mut server = start_server(dir.path(), "webhook", &[]).await;
+        let mut server = start_server(&dir, "webhook", &[]).await;
         // The baseline answers with the webhook's own response bytes.
         let real_response = review(&mut connect(&server).await, &body).await;
-        let fixed = dir.path().join("fixed-response.json");
+        let fixed = dir.join("fixed-response.json");
         std::fs::write(&fixed, &real_response).expect("write fixed response");
-        let mut baseline = start_server(dir.path(), "baseline", &["--fixed-response".into(), fixed.display().to_string()]).await;
+        let mut baseline = start_server(&dir, "baseline", &["--fixed-response".into(), fixed.display().to_string()]).await;
 
         println!(
             "POST /mutate over TLS (HTTP/1.1 keep-alive), {}-byte pod review -> {}-byte patched response, {seconds}s per level",
@@ -244,5 +245,6 @@ fn main() {
         println!("targets at concurrency 16: rps ratio >= 0.90, p99 ratio <= 1.25; webhook peak RSS < 40 MiB");
         let _ = server.child.kill().await;
         let _ = baseline.child.kill().await;
+        let _ = std::fs::remove_dir_all(&dir);
     });
 }

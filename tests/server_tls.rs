@@ -49,7 +49,7 @@ async fn start(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_server_answers_a_client_trusting_its_ca() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = server_support::TempDir::new();
     let ca_file = dir.path().join("ca.crt");
     let (addr, admin, stop, handle) = start(config(TlsSource::SelfSigned {
         ca_file: ca_file.clone(),
@@ -128,7 +128,7 @@ fn leaf_der(cert_pem: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_by_symlink_swap_loses_no_request() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = server_support::TempDir::new();
     let first = generate("llm-injector", &["localhost".to_owned()]).unwrap();
     write_secret_volume(dir.path(), 1, &first.cert_pem, &first.key_pem);
     let mut config = config(TlsSource::Files {
@@ -230,7 +230,7 @@ fn sigterm_turns_unready_finishes_in_flight_and_exits_0() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = server_support::TempDir::new();
         let ca_file = dir.path().join("ca.crt");
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-injector"))
             .args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-delay", "1s"])
