@@ -21,6 +21,16 @@ pub trait ModelLookup {
     fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>>;
     /// The names of all LLMModels in `namespace`, sorted (for error messages).
     fn model_names(&self, namespace: &str) -> Vec<String>;
+    /// The LLMModels in `namespace` whose `engineRef` names `engine`, sorted by
+    /// name (for validating changes to an engine). The default asks
+    /// [`model_names`](Self::model_names) and [`model`](Self::model).
+    fn models_using_engine(&self, namespace: &str, engine: &str) -> Vec<Arc<LLMModel>> {
+        self.model_names(namespace)
+            .iter()
+            .filter_map(|name| self.model(namespace, name))
+            .filter(|model| model.spec.engine_ref.name == engine)
+            .collect()
+    }
 }
 
 type Key = (String, String);
@@ -271,6 +281,16 @@ impl ModelLookup for Catalog {
             .map(|models| models.keys().cloned().collect())
             .unwrap_or_default()
     }
+
+    fn models_using_engine(&self, namespace: &str, engine: &str) -> Vec<Arc<LLMModel>> {
+        self.models
+            .get(namespace)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter(|model| model.spec.engine_ref.name == engine)
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +349,41 @@ mod tests {
             let error = load(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
         }
+    }
+
+    #[test]
+    fn models_using_an_engine_by_namespace() {
+        let other = MODEL
+            .replace("name: m,", "name: n,")
+            .replace("name: e}", "name: f}");
+        let catalog = load(&format!("{ENGINE}---\n{MODEL}---\n{other}")).unwrap();
+        let names = |models: Vec<Arc<LLMModel>>| -> Vec<String> {
+            models
+                .iter()
+                .filter_map(|m| m.metadata.name.clone())
+                .collect()
+        };
+        assert_eq!(names(catalog.models_using_engine("ns", "e")), ["m"]);
+        assert_eq!(names(catalog.models_using_engine("ns", "f")), ["n"]);
+        assert!(catalog.models_using_engine("default", "e").is_empty());
+
+        /// A lookup with only the required methods gets the same answer.
+        struct Minimal<'a>(&'a Catalog);
+        impl ModelLookup for Minimal<'_> {
+            fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>> {
+                self.0.model(namespace, name)
+            }
+            fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>> {
+                self.0.engine(namespace, name)
+            }
+            fn model_names(&self, namespace: &str) -> Vec<String> {
+                self.0.model_names(namespace)
+            }
+        }
+        assert_eq!(
+            names(Minimal(&catalog).models_using_engine("ns", "e")),
+            ["m"]
+        );
     }
 
     #[test]

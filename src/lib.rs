@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod inject;
 pub mod manifest;
 pub mod server;
+pub mod validate;
 
 pub use catalog::{Catalog, ModelLookup};
 pub use inject::{InjectError, InjectOptions, Injected, Outcome, inject, inject_requested};

@@ -187,6 +187,17 @@ pub enum Vendor {
     Amd,
 }
 
+impl Vendor {
+    /// The vendor as written in an LLMEngine: `None`, `NVIDIA` or `AMD`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vendor::None => "None",
+            Vendor::Nvidia => "NVIDIA",
+            Vendor::Amd => "AMD",
+        }
+    }
+}
+
 /// How GPUs are allocated to an engine instance.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,

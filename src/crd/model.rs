@@ -4,7 +4,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::ResourceStatus;
+use super::{ResourceStatus, Vendor};
 
 /// One model and how it is served: which engine, how many GPUs per engine
 /// instance (model parallelism) and how many instances (data parallelism).
@@ -72,6 +72,15 @@ pub struct LLMModelSpec {
     /// Ollama serving settings of every engine instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<Serving>,
+}
+
+impl LLMModelSpec {
+    /// GPUs per engine instance on an engine of `vendor`: `parallelism.model`,
+    /// else 0 on a CPU engine and 1 on a GPU engine.
+    pub fn effective_gpus(&self, vendor: Vendor) -> i32 {
+        let default = if vendor == Vendor::None { 0 } else { 1 };
+        self.parallelism.model.unwrap_or(default)
+    }
 }
 
 /// A reference to an LLMEngine in the same namespace.

@@ -1,5 +1,7 @@
 use thiserror::Error;
 
+use crate::validate::Violation;
+
 /// Why a pod that asked for injection cannot be injected. Every message names
 /// the object, the field, the value and the fix; the caller adds which pod.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -46,75 +48,14 @@ pub enum InjectError {
         model: String,
     },
 
-    /// A GPU count on a CPU-only engine.
-    #[error(
-        "LLMModel {model:?}: spec.parallelism.model: {requested} asks for GPUs, but LLMEngine {engine:?} is CPU-only (accelerator.vendor None); set parallelism.model to 0 or use a GPU engine"
-    )]
-    GpuOnCpuEngine {
-        model: String,
-        engine: String,
-        requested: i32,
-    },
-
-    /// `parallelism.model: 0` on a GPU engine.
-    #[error(
-        "LLMModel {model:?}: spec.parallelism.model: 0 means CPU only, but LLMEngine {engine:?} is a {vendor} GPU engine; set parallelism.model to at least 1 or use a CPU engine"
-    )]
-    NoGpuOnGpuEngine {
-        model: String,
-        engine: String,
-        vendor: &'static str,
-    },
-
-    /// More GPUs per instance than the engine allows.
-    #[error(
-        "LLMModel {model:?}: spec.parallelism.model: {requested} exceeds LLMEngine {engine:?} accelerator.maxDevicesPerInstance {max}; lower it or raise the engine's limit"
-    )]
-    TooManyDevices {
-        model: String,
-        engine: String,
-        requested: i32,
-        max: i32,
-    },
-
-    /// A number out of its range (data parallelism, GPUs).
-    #[error("LLMModel {model:?}: {field}: {value} {problem}")]
-    OutOfRange {
-        model: String,
-        field: &'static str,
-        value: i64,
-        problem: &'static str,
-    },
-
-    /// An LLMEngine field that makes injection impossible.
-    #[error("LLMEngine {engine:?}: {field}: {problem}")]
-    EngineField {
-        engine: String,
-        field: &'static str,
-        problem: String,
-    },
-
-    /// A device index that does not exist inside the engine container.
-    #[error(
-        "LLMModel {model:?}: spec.devices: {device:?} is not a GPU index inside the engine container, which sees GPUs 0..{last}; device indices are container-relative: use values below parallelism.model ({gpus}) or remove devices"
-    )]
-    BadDevice {
-        model: String,
-        device: String,
-        gpus: i32,
-        last: i32,
-    },
-
-    /// Instance ports past 65535.
-    #[error(
-        "LLMModel {model:?}: spec.parallelism.data: {data} engine instances on LLMEngine {engine:?} port {port} need ports {port}..{last} (with data > 1 the llm-router takes the two ports after the engines), past 65535; lower the engine's port or parallelism.data"
-    )]
-    PortOverflow {
-        model: String,
-        engine: String,
-        port: i32,
-        data: i32,
-        last: i64,
+    /// The LLMModel, or its LLMEngine, breaks a validation rule: the same
+    /// rules the validating webhook enforces (`crate::validate`).
+    #[error("{kind} {name:?}: {violation}")]
+    Invalid {
+        /// `LLMModel` or `LLMEngine`.
+        kind: &'static str,
+        name: String,
+        violation: Violation,
     },
 
     /// A user container already uses a port an engine instance needs.
@@ -129,12 +70,6 @@ pub enum InjectError {
         first: i32,
         last: i32,
     },
-
-    /// The engine's env sets a variable the injector owns.
-    #[error(
-        "LLMEngine {engine:?}: spec.env sets {name}, which the injector sets itself for every engine instance; remove it from the engine (use the LLMModel's fields instead)"
-    )]
-    ReservedEngineEnv { engine: String, name: String },
 
     /// The pod asks for a different RuntimeClass than the engine needs.
     #[error(
@@ -176,15 +111,8 @@ impl InjectError {
             InjectError::UnknownModel { .. } => "unknown_model",
             InjectError::MissingEngine { .. } => "missing_engine",
             InjectError::NameCollision { .. } => "name_collision",
-            InjectError::GpuOnCpuEngine { .. } => "gpu_on_cpu_engine",
-            InjectError::NoGpuOnGpuEngine { .. } => "no_gpu_on_gpu_engine",
-            InjectError::TooManyDevices { .. } => "too_many_devices",
-            InjectError::OutOfRange { .. } => "out_of_range",
-            InjectError::EngineField { .. } => "engine_field",
-            InjectError::BadDevice { .. } => "bad_device",
-            InjectError::PortOverflow { .. } => "port_overflow",
+            InjectError::Invalid { violation, .. } => violation.rule.id(),
             InjectError::PortInUse { .. } => "port_in_use",
-            InjectError::ReservedEngineEnv { .. } => "reserved_engine_env",
             InjectError::RuntimeClassConflict { .. } => "runtime_class_conflict",
             InjectError::NoPodSpec => "no_pod_spec",
             InjectError::Serialize(_) => "internal",

@@ -22,11 +22,12 @@ pub use containers::{
 };
 pub use error::InjectError;
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
-pub use plan::{Plan, RESERVED_ENGINE_ENV};
+pub use plan::{Plan, RESERVED_ENGINE_ENV, last_injected_port};
 pub use user::requests_gpu;
 
 use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
+use crate::validate::is_dns_subdomain;
 use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
 
 /// A Kubernetes object that holds a pod: a `Pod` or a `PodTemplateSpec`.
@@ -145,12 +146,6 @@ pub fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError>
             why,
         }),
     }
-}
-
-fn is_dns_subdomain(value: &str) -> bool {
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    value.chars().all(ok_char) && alnum(value.chars().next()) && alnum(value.chars().last())
 }
 
 /// What injection added, written as JSON into the `llm.injector.dev/status` annotation.
@@ -407,6 +402,7 @@ mod tests {
             ("-qwen", false),
             ("qwen-", false),
             ("qwen mp2", false),
+            ("qwen..mp2", false),
             ("ｑwen", false),
         ];
         for (name, ok) in cases {

@@ -1,16 +1,19 @@
 //! What one LLMModel on one LLMEngine means for a pod, checked once before
-//! anything is built: ports, GPU counts, device indices, engine environment.
+//! anything is built with the same rules as validation (`crate::validate`).
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, SecurityContext};
 
 use super::{InjectError, InjectOptions};
 use crate::crd::{Allocation, LLMEngine, LLMModel, ModelStore, Vendor};
+use crate::validate::{Report, validate_engine, validate_model_on};
 
 /// Environment variables the injector sets on engine containers itself; an
 /// engine's `spec.env` may not override them.
 pub const RESERVED_ENGINE_ENV: &[&str] = &[
     "OLLAMA_HOST",
     "OLLAMA_MODELS",
+    "HOME",
+    "OLLAMA_KEEP_ALIVE",
     "OLLAMA_NOPRUNE",
     "OLLAMA_SCHED_SPREAD",
     "LLM_MODEL",
@@ -20,6 +23,16 @@ pub const RESERVED_ENGINE_ENV: &[&str] = &[
     "GPU_DEVICE_ORDINAL",
     "NVIDIA_VISIBLE_DEVICES",
 ];
+
+/// The last loopback port the containers injected for `instances` engine
+/// instances on base port `port` listen on: the engines take
+/// `port..port + instances - 1`; with more than one instance the `llm-router`
+/// and its admin endpoint take the next two ports. (`i64`: it may pass 65535,
+/// which validation refuses.)
+pub fn last_injected_port(port: i32, instances: i32) -> i64 {
+    let router_ports = if instances > 1 { 2 } else { 0 };
+    i64::from(port) + i64::from(instances) - 1 + router_ports
+}
 
 /// The `llm-router` sidecar of a pod with data parallelism.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +81,9 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// Checks the pair and derives the plan. Errors name the field and the fix.
+    /// Checks the pair with the validation rules (the engine's, then the
+    /// model's on that engine) and derives the plan. The error names the
+    /// object, the field and the fix.
     pub fn new(
         model: &'a LLMModel,
         engine: &'a LLMEngine,
@@ -76,132 +91,36 @@ impl<'a> Plan<'a> {
     ) -> Result<Self, InjectError> {
         let model_name = model.metadata.name.as_deref().unwrap_or_default();
         let engine_name = engine.metadata.name.as_deref().unwrap_or_default();
+        let first_error = |kind, name: &str, report: Report| {
+            report
+                .errors
+                .into_iter()
+                .next()
+                .map(|violation| InjectError::Invalid {
+                    kind,
+                    name: name.to_owned(),
+                    violation,
+                })
+        };
+        if let Some(error) = first_error("LLMEngine", engine_name, validate_engine(engine)) {
+            return Err(error);
+        }
+        if let Some(error) = first_error("LLMModel", model_name, validate_model_on(model, engine)) {
+            return Err(error);
+        }
+
         let spec = &model.spec;
         let engine_spec = &engine.spec;
-        let vendor = engine_spec.accelerator.vendor;
-
-        let gpus_per_instance = match (vendor, spec.parallelism.model) {
-            (Vendor::None, None | Some(0)) => 0,
-            (Vendor::None, Some(requested)) => {
-                return Err(InjectError::GpuOnCpuEngine {
-                    model: model_name.to_owned(),
-                    engine: engine_name.to_owned(),
-                    requested,
-                });
-            }
-            (_, None) => 1,
-            (_, Some(0)) => {
-                return Err(InjectError::NoGpuOnGpuEngine {
-                    model: model_name.to_owned(),
-                    engine: engine_name.to_owned(),
-                    vendor: vendor_name(vendor),
-                });
-            }
-            (_, Some(n)) if n < 0 => {
-                return Err(InjectError::OutOfRange {
-                    model: model_name.to_owned(),
-                    field: "spec.parallelism.model",
-                    value: n.into(),
-                    problem: "is negative; set the number of GPUs per engine instance (0 on CPU)",
-                });
-            }
-            (_, Some(n)) => n,
-        };
-        let max = engine_spec.effective_max_devices();
-        if vendor != Vendor::None && gpus_per_instance > max {
-            return Err(InjectError::TooManyDevices {
-                model: model_name.to_owned(),
-                engine: engine_name.to_owned(),
-                requested: gpus_per_instance,
-                max,
-            });
-        }
-
-        let instances = spec.parallelism.data;
-        if instances < 1 {
-            return Err(InjectError::OutOfRange {
-                model: model_name.to_owned(),
-                field: "spec.parallelism.data",
-                value: instances.into(),
-                problem: "must be at least 1 (the number of engine instances)",
-            });
-        }
-        let port = engine_spec.port;
-        if !(1..=65535).contains(&port) {
-            return Err(InjectError::EngineField {
-                engine: engine_name.to_owned(),
-                field: "spec.port",
-                problem: format!("{port} is not a TCP port; use 1..65535"),
-            });
-        }
-        // Engines on port..port+data-1; with data > 1 the router and its admin
-        // endpoint take the next two ports.
-        let router_ports = if instances > 1 { 2 } else { 0 };
-        let last = i64::from(port) + i64::from(instances) - 1 + router_ports;
-        if last > 65535 {
-            return Err(InjectError::PortOverflow {
-                model: model_name.to_owned(),
-                engine: engine_name.to_owned(),
-                port,
-                data: instances,
-                last,
-            });
-        }
-
-        if let Some(devices) = &spec.devices {
-            if vendor == Vendor::None && !devices.is_empty() {
-                return Err(InjectError::GpuOnCpuEngine {
-                    model: model_name.to_owned(),
-                    engine: engine_name.to_owned(),
-                    requested: devices.len() as i32,
-                });
-            }
-            for device in devices {
-                let index_ok = device
-                    .parse::<i32>()
-                    .is_ok_and(|i| (0..gpus_per_instance).contains(&i) && i.to_string() == *device);
-                if !index_ok {
-                    return Err(InjectError::BadDevice {
-                        model: model_name.to_owned(),
-                        device: device.clone(),
-                        gpus: gpus_per_instance,
-                        last: gpus_per_instance - 1,
-                    });
-                }
-            }
-        }
-
-        if let Some(reserved) = engine_spec
-            .env
-            .iter()
-            .find(|e| RESERVED_ENGINE_ENV.contains(&e.name.as_str()))
-        {
-            return Err(InjectError::ReservedEngineEnv {
-                engine: engine_name.to_owned(),
-                name: reserved.name.clone(),
-            });
-        }
-
+        let accelerator = &engine_spec.accelerator;
+        let (port, instances) = (engine_spec.port, spec.parallelism.data);
         let serving = spec.serving.as_ref();
-        let (allocation, claim_template) = match engine_spec.accelerator.allocation {
-            Allocation::Dra if vendor != Vendor::None => (
-                Allocation::Dra,
-                engine_spec
-                    .accelerator
-                    .dra
-                    .as_ref()
-                    .map(|d| d.resource_claim_template_name.as_str()),
-            ),
-            _ => (Allocation::DevicePlugin, None),
+        let claim_template = match accelerator.allocation {
+            Allocation::Dra => accelerator
+                .dra
+                .as_ref()
+                .map(|d| d.resource_claim_template_name.as_str()),
+            Allocation::DevicePlugin => None,
         };
-        if allocation == Allocation::Dra && claim_template.is_none_or(str::is_empty) {
-            return Err(InjectError::EngineField {
-                engine: engine_name.to_owned(),
-                field: "spec.accelerator.dra.resourceClaimTemplateName",
-                problem: "is missing; allocation DRA needs the ResourceClaimTemplate each engine instance claims".to_owned(),
-            });
-        }
-
         Ok(Plan {
             model_name,
             engine_name,
@@ -209,13 +128,13 @@ impl<'a> Plan<'a> {
             image: engine_spec.effective_image(),
             port,
             instances,
-            gpus_per_instance,
-            vendor,
-            allocation,
+            gpus_per_instance: spec.effective_gpus(accelerator.vendor),
+            vendor: accelerator.vendor,
+            allocation: accelerator.allocation,
             resource_name: engine_spec.effective_resource_name(),
             claim_template,
             devices: spec.devices.as_deref().filter(|d| !d.is_empty()),
-            runtime_class: engine_spec.accelerator.runtime_class_name.as_deref(),
+            runtime_class: accelerator.runtime_class_name.as_deref(),
             keep_alive: serving
                 .and_then(|s| s.keep_alive.as_deref())
                 .unwrap_or("-1"),
@@ -255,10 +174,8 @@ impl<'a> Plan<'a> {
 
     /// The last loopback port the injected containers listen on.
     pub fn last_port(&self) -> i32 {
-        match &self.router {
-            Some(router) => router.admin_port,
-            None => self.instance_port(self.instances - 1),
-        }
+        // Validation keeps it below 65536.
+        i32::try_from(last_injected_port(self.port, self.instances)).unwrap_or(i32::MAX)
     }
 
     /// What listens on a loopback port of this plan, if anything.
@@ -274,15 +191,6 @@ impl<'a> Plan<'a> {
             }
             _ => None,
         }
-    }
-}
-
-/// The vendor as written in an LLMEngine.
-pub fn vendor_name(vendor: Vendor) -> &'static str {
-    match vendor {
-        Vendor::None => "None",
-        Vendor::Nvidia => "NVIDIA",
-        Vendor::Amd => "AMD",
     }
 }
 
@@ -341,7 +249,7 @@ mod tests {
             (Vendor::Nvidia, Some(4), Ok(4)),
             (Vendor::Nvidia, Some(5), Err("too_many_devices")),
             (Vendor::Nvidia, Some(0), Err("no_gpu_on_gpu_engine")),
-            (Vendor::Amd, Some(-1), Err("out_of_range")),
+            (Vendor::Amd, Some(-1), Err("model_parallelism")),
             (Vendor::Amd, None, Ok(1)),
         ];
         for (vendor, gpus, expected) in cases {
@@ -391,9 +299,9 @@ mod tests {
             (65532, 2, Ok(65535)),
             (65533, 2, Err("port_overflow")),
             (65534, 3, Err("port_overflow")),
-            (11434, 0, Err("out_of_range")),
-            (0, 1, Err("engine_field")),
-            (70000, 1, Err("engine_field")),
+            (11434, 0, Err("data_parallelism")),
+            (0, 1, Err("engine_port")),
+            (70000, 1, Err("engine_port")),
         ];
         for (port, data, expected) in cases {
             let m = model(None, data, None);
@@ -407,22 +315,6 @@ mod tests {
     }
 
     #[test]
-    fn engine_env_may_not_override_injected_variables() {
-        for name in RESERVED_ENGINE_ENV {
-            let m = model(None, 1, None);
-            let mut e = engine(Vendor::Nvidia);
-            e.spec.env = vec![EnvVar {
-                name: (*name).to_owned(),
-                value: Some("x".into()),
-                value_from: None,
-            }];
-            let err = Plan::new(&m, &e, &InjectOptions::default()).unwrap_err();
-            assert_eq!(err.metric_label(), "reserved_engine_env", "{name}");
-            assert!(err.to_string().contains(name));
-        }
-    }
-
-    #[test]
     fn dra_needs_a_template() {
         let m = model(Some(2), 1, None);
         let mut e = engine(Vendor::Nvidia);
@@ -431,7 +323,7 @@ mod tests {
             Plan::new(&m, &e, &InjectOptions::default())
                 .unwrap_err()
                 .metric_label(),
-            "engine_field"
+            "dra_template"
         );
         e.spec.accelerator.dra = Some(DraAllocation {
             resource_claim_template_name: "gpus".into(),
@@ -484,13 +376,27 @@ mod tests {
     }
 
     #[test]
-    fn message_names_field_value_and_fix() {
-        let (m, e) = (model(Some(5), 1, None), engine(Vendor::Nvidia));
+    fn message_names_object_field_value_and_fix() {
+        let (m, mut e) = (model(Some(5), 1, None), engine(Vendor::Nvidia));
         assert_eq!(
             Plan::new(&m, &e, &InjectOptions::default())
                 .unwrap_err()
                 .to_string(),
             "LLMModel \"mod\": spec.parallelism.model: 5 exceeds LLMEngine \"eng\" accelerator.maxDevicesPerInstance 4; lower it or raise the engine's limit"
+        );
+        // The engine's own errors come first, named after the engine.
+        e.spec.env = vec![EnvVar {
+            name: "OLLAMA_HOST".into(),
+            value: Some("x".into()),
+            value_from: None,
+        }];
+        let error = Plan::new(&m, &e, &InjectOptions::default()).unwrap_err();
+        assert_eq!(error.metric_label(), "reserved_engine_env");
+        assert!(
+            error.to_string().starts_with(
+                "LLMEngine \"eng\": spec.env[0].name: OLLAMA_HOST is set by the injector"
+            ),
+            "{error}"
         );
     }
 }

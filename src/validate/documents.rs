@@ -1,0 +1,367 @@
+//! Validation of Kubernetes YAML documents, for `llm-injector validate`:
+//! every LLMEngine and LLMModel, and every pod or pod template that asks for
+//! injection. References resolve against a catalog plus the documents
+//! themselves, so a directory holding engines and models validates on its own,
+//! whatever the order of its files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::Value;
+
+use super::engine::validate_engine;
+use super::model::validate_model;
+use super::report::Report;
+use crate::catalog::Catalog;
+use crate::crd::{API_VERSION, GROUP, LLMEngine, LLMModel};
+use crate::inject::InjectOptions;
+use crate::manifest::{SourceDocument, inject_documents};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One finding: `<file> document <n>: <Kind> <ns>/<name>: <field>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub text: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.severity, self.text)
+    }
+}
+
+/// What validating a set of documents found, in document order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocumentsReport {
+    /// LLMEngines, LLMModels and pods (or pod templates) asking for injection.
+    pub objects: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl DocumentsReport {
+    /// Adds an error found outside the documents (for example malformed YAML).
+    pub fn add_error(&mut self, text: String) {
+        self.findings.push(Finding {
+            severity: Severity::Error,
+            text,
+        });
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    /// `validated 7 objects: 0 errors, 1 warning`.
+    pub fn summary(&self) -> String {
+        format!(
+            "validated {}: {}, {}",
+            plural(self.objects, "object"),
+            plural(self.errors(), "error"),
+            plural(self.warnings(), "warning")
+        )
+    }
+
+    fn add_report(&mut self, prefix: &str, report: Report) {
+        for (severity, violations) in [
+            (Severity::Error, report.errors),
+            (Severity::Warning, report.warnings),
+        ] {
+            self.findings
+                .extend(violations.into_iter().map(|violation| Finding {
+                    severity,
+                    text: format!("{prefix}: {violation}"),
+                }));
+        }
+    }
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A document, read once.
+enum Entry {
+    Engine(Box<LLMEngine>),
+    Model(Box<LLMModel>),
+    /// An LLMEngine or LLMModel that cannot be read; the finding says why.
+    Unreadable(String),
+    /// Anything else: pods and templates are checked by injecting them.
+    Other,
+}
+
+/// Validates every LLMEngine, LLMModel and pod (template) asking for injection
+/// in `documents`. Objects without a namespace are in `default_namespace`.
+pub fn validate_documents(
+    documents: &[SourceDocument],
+    default_namespace: &str,
+    catalog: &Catalog,
+) -> DocumentsReport {
+    let documents = flatten_lists(documents);
+    let mut lookup = catalog.clone();
+    let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
+    let entries: Vec<Entry> = documents
+        .iter()
+        .map(|doc| read_entry(doc, default_namespace, &mut first_seen))
+        .collect();
+    // The documents' own objects win over the catalog's, as `kubectl apply` would.
+    for entry in &entries {
+        match entry {
+            Entry::Engine(engine) => lookup.insert_engine(LLMEngine::clone(engine)),
+            Entry::Model(model) => lookup.insert_model(LLMModel::clone(model)),
+            Entry::Unreadable(_) | Entry::Other => {}
+        }
+    }
+
+    let mut out = DocumentsReport::default();
+    for (doc, entry) in documents.iter().zip(entries) {
+        let origin = doc.origin();
+        match entry {
+            Entry::Engine(engine) => {
+                out.objects += 1;
+                let prefix = format!("{origin}: LLMEngine {}", object_name(&engine.metadata));
+                out.add_report(&prefix, validate_engine(&engine));
+            }
+            Entry::Model(model) => {
+                out.objects += 1;
+                let prefix = format!("{origin}: LLMModel {}", object_name(&model.metadata));
+                let namespace = model.metadata.namespace.as_deref().unwrap_or_default();
+                out.add_report(&prefix, validate_model(&model, namespace, &lookup));
+            }
+            Entry::Unreadable(text) => {
+                out.objects += 1;
+                out.add_error(text);
+            }
+            Entry::Other => {
+                // Pods are checked by injecting them; the router image does not matter.
+                let options = InjectOptions::default();
+                let injection =
+                    inject_documents(vec![doc.clone()], default_namespace, &lookup, &options);
+                out.objects += injection.injected + injection.errors.len();
+                for error in injection.errors {
+                    out.add_error(error.to_string());
+                }
+                out.findings
+                    .extend(injection.warnings.into_iter().map(|text| Finding {
+                        severity: Severity::Warning,
+                        text,
+                    }));
+            }
+        }
+    }
+    out
+}
+
+/// The documents, with the items of every `kind: List` in place of the list.
+fn flatten_lists(documents: &[SourceDocument]) -> Vec<SourceDocument> {
+    let mut flat = Vec::with_capacity(documents.len());
+    for doc in documents {
+        match doc.value.get("items").and_then(Value::as_array) {
+            Some(items) if doc.value.get("kind").and_then(Value::as_str) == Some("List") => {
+                let items: Vec<SourceDocument> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| doc.item(index, item.clone()))
+                    .collect();
+                flat.extend(flatten_lists(&items));
+            }
+            _ => flat.push(doc.clone()),
+        }
+    }
+    flat
+}
+
+fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("<unnamed>")
+    )
+}
+
+/// Reads an LLMEngine or LLMModel document, setting its namespace; notes
+/// where each object was first defined, to report a second definition.
+fn read_entry(
+    doc: &SourceDocument,
+    default_namespace: &str,
+    first_seen: &mut BTreeMap<String, String>,
+) -> Entry {
+    let text = |pointer: &str| doc.value.pointer(pointer).and_then(Value::as_str);
+    let (api_version, kind) = (text("/apiVersion").unwrap_or_default(), text("/kind"));
+    let Some(kind @ ("LLMEngine" | "LLMModel")) = kind else {
+        return Entry::Other;
+    };
+    if api_version.split('/').next() != Some(GROUP) {
+        return Entry::Other;
+    }
+    let namespace = text("/metadata/namespace")
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(default_namespace);
+    let name = text("/metadata/name").unwrap_or_default();
+    let object = format!(
+        "{kind} {namespace}/{}",
+        if name.is_empty() { "<unnamed>" } else { name }
+    );
+    let origin = doc.origin();
+    let unreadable = |message: String| Entry::Unreadable(format!("{origin}: {object}: {message}"));
+    if api_version != API_VERSION {
+        return unreadable(format!(
+            "apiVersion: {api_version:?} is not served; use {API_VERSION}"
+        ));
+    }
+    if name.is_empty() {
+        return unreadable("metadata.name: is missing; give the object a name".to_owned());
+    }
+    let first = first_seen
+        .entry(object.clone())
+        .or_insert_with(|| origin.clone());
+    if *first != origin {
+        return unreadable(format!("is defined twice (first in {first}); keep one"));
+    }
+    let decoded = if kind == "LLMEngine" {
+        serde_json::from_value(doc.value.clone()).map(|mut engine: LLMEngine| {
+            engine.metadata.namespace = Some(namespace.to_owned());
+            Entry::Engine(Box::new(engine))
+        })
+    } else {
+        serde_json::from_value(doc.value.clone()).map(|mut model: LLMModel| {
+            model.metadata.namespace = Some(namespace.to_owned());
+            Entry::Model(Box::new(model))
+        })
+    };
+    decoded.unwrap_or_else(|e| unreadable(format!("cannot be read: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::read_documents;
+
+    fn run(yaml: &str, catalog: &Catalog) -> DocumentsReport {
+        let documents = read_documents("in.yaml", yaml).unwrap();
+        validate_documents(&documents, "default", catalog)
+    }
+
+    const ENGINE: &str = "apiVersion: llm.injector.dev/v1alpha1\nkind: LLMEngine\nmetadata: {name: gpu}\nspec: {accelerator: {vendor: NVIDIA, maxDevicesPerInstance: 2}}\n";
+    const MODEL: &str = "apiVersion: llm.injector.dev/v1alpha1\nkind: LLMModel\nmetadata: {name: m}\nspec: {model: 'qwen3:8b', engineRef: {name: gpu}, parallelism: {model: 2}}\n";
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {llm.injector.dev/model: m}}\nspec: {containers: [{name: app, image: x}]}\n";
+
+    #[test]
+    fn order_of_documents_does_not_matter() {
+        for yaml in [
+            format!("{ENGINE}---\n{MODEL}---\n{POD}"),
+            format!("{POD}---\n{MODEL}---\n{ENGINE}"),
+        ] {
+            let report = run(&yaml, &Catalog::new());
+            assert_eq!(report.findings, [], "{yaml}");
+            assert_eq!(
+                report.summary(),
+                "validated 3 objects: 0 errors, 0 warnings"
+            );
+        }
+    }
+
+    #[test]
+    fn findings_name_origin_object_field_and_message() {
+        let wide = MODEL.replace("model: 2", "model: 3");
+        let report = run(&format!("{wide}---\n{ENGINE}"), &Catalog::new());
+        assert_eq!(
+            report.findings[0].to_string(),
+            "error: in.yaml document 1: LLMModel default/m: spec.parallelism.model: 3 exceeds LLMEngine \"gpu\" accelerator.maxDevicesPerInstance 2; lower it or raise the engine's limit"
+        );
+        assert_eq!(report.summary(), "validated 2 objects: 1 error, 0 warnings");
+    }
+
+    #[test]
+    fn document_level_problems() {
+        let cases = [
+            (
+                MODEL.replace("v1alpha1", "v1"),
+                "error: in.yaml document 1: LLMModel default/m: apiVersion: \"llm.injector.dev/v1\" is not served; use llm.injector.dev/v1alpha1",
+            ),
+            (
+                MODEL.replace("{name: m}", "{}"),
+                "error: in.yaml document 1: LLMModel default/<unnamed>: metadata.name: is missing; give the object a name",
+            ),
+            (
+                MODEL.replace("'qwen3:8b'", "[x]"),
+                "error: in.yaml document 1: LLMModel default/m: cannot be read: invalid type: sequence, expected a string",
+            ),
+            (
+                format!("{ENGINE}---\n{ENGINE}"),
+                "error: in.yaml document 2: LLMEngine default/gpu: is defined twice (first in in.yaml document 1); keep one",
+            ),
+            (
+                POD.to_owned(),
+                "error: in.yaml document 1: Pod default/p: LLMModel \"m\" (annotation llm.injector.dev/model) not found in namespace \"default\"; there are no LLMModels in namespace \"default\": create one, or fix the annotation",
+            ),
+            (
+                format!("{MODEL}---\n{POD}"),
+                "warning: in.yaml document 1: LLMModel default/m: spec.engineRef.name: LLMEngine \"gpu\" does not exist in namespace \"default\" (yet); pods asking for this model are rejected until it does: create the engine or fix engineRef",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let report = run(&yaml, &Catalog::new());
+            assert_eq!(report.findings[0].to_string(), expected, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn catalog_objects_resolve_and_list_items_count() {
+        let mut catalog = Catalog::new();
+        let engine: LLMEngine = serde_yaml::from_str(ENGINE).unwrap();
+        let mut engine = engine;
+        engine.metadata.namespace = Some("default".into());
+        catalog.insert_engine(engine);
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {}\n- {}",
+            serde_json::to_string(&serde_yaml::from_str::<Value>(MODEL).unwrap()).unwrap(),
+            serde_json::to_string(&serde_yaml::from_str::<Value>(POD).unwrap()).unwrap(),
+        );
+        let report = run(&list, &catalog);
+        assert_eq!(report.findings, []);
+        assert_eq!(report.objects, 2);
+        // Other kinds are not counted.
+        let report = run(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+            &catalog,
+        );
+        assert_eq!(
+            report.summary(),
+            "validated 0 objects: 0 errors, 0 warnings"
+        );
+    }
+}

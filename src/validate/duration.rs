@@ -1,0 +1,181 @@
+//! `OLLAMA_KEEP_ALIVE` as Ollama reads it (`envconfig.KeepAlive`): a Go
+//! duration (`time.ParseDuration`: `30m`, `1h30m`, `1.5h`, `-1s`), else an
+//! integer number of seconds (`3600`, `-1`); negative means forever. Anything
+//! else Ollama silently replaces by 5 minutes, which is why it is checked.
+
+/// How long a loaded model stays in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// A negative value: the model stays loaded.
+    Forever,
+    /// This many nanoseconds (0: unloaded after every request).
+    Nanos(i64),
+}
+
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+/// Parses a keep-alive value, or says why Ollama would not read it.
+pub fn parse_keep_alive(value: &str) -> Result<KeepAlive, String> {
+    let nanos = match go_duration(value) {
+        Some(nanos) => nanos,
+        None => seconds(value)?,
+    };
+    Ok(if nanos < 0 {
+        KeepAlive::Forever
+    } else {
+        KeepAlive::Nanos(nanos)
+    })
+}
+
+/// `strconv.ParseInt(value, 10, 64)` seconds, in nanoseconds.
+fn seconds(value: &str) -> Result<i64, String> {
+    let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{value:?} is neither a duration (such as 30m, 1h30m or -1s) nor a whole number of seconds (such as 3600 or -1)"
+        ));
+    }
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| s.checked_mul(NANOS_PER_SECOND))
+        .ok_or_else(|| {
+            format!("{value:?} seconds is too long a duration; use -1 to keep the model loaded")
+        })
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds; `None` where Go returns an error.
+fn go_duration(value: &str) -> Option<i64> {
+    let (negative, mut rest) = match value.as_bytes().first() {
+        Some(b'-') => (true, &value[1..]),
+        Some(b'+') => (false, &value[1..]),
+        _ => (false, value),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (int, after) = rest.split_at(int_len);
+        let (fraction, after) = match after.strip_prefix('.') {
+            Some(after) => {
+                let len = after.bytes().take_while(u8::is_ascii_digit).count();
+                after.split_at(len)
+            }
+            None => ("", after),
+        };
+        if int.is_empty() && fraction.is_empty() {
+            return None;
+        }
+        let unit_len = after
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let whole: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let mut nanos = whole.checked_mul(scale)?;
+        // The fraction, truncated to whole nanoseconds as Go does.
+        let mut place = scale;
+        for digit in fraction.bytes().map(|b| u128::from(b - b'0')) {
+            place /= 10;
+            nanos += digit * place;
+        }
+        total = total.checked_add(nanos)?;
+        rest = after;
+    }
+    let limit = if negative {
+        1u128 << 63
+    } else {
+        (1u128 << 63) - 1
+    };
+    if total > limit {
+        return None;
+    }
+    // In range: |total| <= 2^63, so the negation fits.
+    let signed = i128::try_from(total).ok()?;
+    i64::try_from(if negative { -signed } else { signed }).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = NANOS_PER_SECOND;
+
+    #[test]
+    fn reads_what_ollama_reads() {
+        let cases = [
+            ("-1", KeepAlive::Forever),
+            ("-1s", KeepAlive::Forever),
+            ("-5m", KeepAlive::Forever),
+            ("0", KeepAlive::Nanos(0)),
+            ("00", KeepAlive::Nanos(0)),
+            ("0s", KeepAlive::Nanos(0)),
+            ("3600", KeepAlive::Nanos(3600 * SECOND)),
+            ("+10", KeepAlive::Nanos(10 * SECOND)),
+            ("30m", KeepAlive::Nanos(1800 * SECOND)),
+            ("1h30m", KeepAlive::Nanos(5400 * SECOND)),
+            ("1.5h", KeepAlive::Nanos(5400 * SECOND)),
+            (".5m", KeepAlive::Nanos(30 * SECOND)),
+            ("1.m", KeepAlive::Nanos(60 * SECOND)),
+            ("+2s", KeepAlive::Nanos(2 * SECOND)),
+            ("10ms", KeepAlive::Nanos(SECOND / 100)),
+            ("3µs", KeepAlive::Nanos(3000)),
+            ("3μs", KeepAlive::Nanos(3000)),
+            ("1.0000000001s", KeepAlive::Nanos(SECOND)),
+            ("2562047h", KeepAlive::Nanos(2_562_047 * 3600 * SECOND)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_keep_alive(value), Ok(expected), "{value}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_ollama_would_replace_by_five_minutes() {
+        let cases = [
+            "",
+            "-",
+            "+",
+            "forever",
+            "30 min",
+            "5M",
+            "1d",
+            "1h-30m",
+            "h",
+            ".s",
+            "1..5s",
+            "s1",
+            "1_000",
+            "2562048h",
+            "99999999999",
+        ];
+        for value in cases {
+            assert!(
+                parse_keep_alive(value).is_err(),
+                "{value:?} should be rejected"
+            );
+        }
+        assert!(
+            parse_keep_alive("30 min")
+                .unwrap_err()
+                .contains("neither a duration")
+        );
+        assert!(
+            parse_keep_alive("99999999999")
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Validation of LLMEngines and LLMModels: pure functions over the typed
+//! objects and a [`ModelLookup`](crate::ModelLookup), shared by the
+//! validating webhook, `llm-injector validate` and injection.
+//!
+//! Each function returns a [`Report`]: errors deny the object, warnings are
+//! shown and do not block. Nothing here touches HTTP, a client or a clock.
+//!
+//! | operation | function |
+//! |---|---|
+//! | create or update an LLMEngine | [`validate_engine`] (create), [`validate_engine_update`] (update) |
+//! | delete an LLMEngine | [`validate_engine_delete`] |
+//! | create or update an LLMModel | [`validate_model`] |
+//! | a model on a known engine (injection) | [`validate_model_on`] |
+//! | Kubernetes YAML documents (the CLI) | [`validate_documents`] |
+//!
+//! Every rule is a [`Rule`]; the README's "Validation rules" table lists them.
+
+mod documents;
+mod duration;
+mod engine;
+mod fit;
+mod image;
+mod model;
+mod names;
+mod ollama;
+mod references;
+mod report;
+#[cfg(test)]
+mod testing;
+
+pub use documents::{DocumentsReport, Finding, Severity, validate_documents};
+pub use duration::{KeepAlive, parse_keep_alive};
+pub use engine::validate_engine;
+pub use image::{ImageRef, mentions_rocm, parse_image};
+pub use model::{validate_model, validate_model_on};
+pub use names::{extended_resource_problem, is_dns_subdomain};
+pub use ollama::{OllamaName, parse_ollama_name};
+pub use references::{validate_engine_delete, validate_engine_update};
+pub use report::{Report, Rule, Violation};
