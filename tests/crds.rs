@@ -243,6 +243,51 @@ fn llmengine_cel_rules() {
             Some("resourceName is a device-plugin resource"),
         ),
         (
+            "ROCm image on NVIDIA",
+            json!({"image": "ollama/ollama:0.12.6-rocm", "accelerator": {"vendor": "NVIDIA"}}),
+            Some("image is a ROCm (AMD) build"),
+        ),
+        (
+            "ROCm in capitals on NVIDIA",
+            json!({"image": "example.com/ollama:1-ROCm", "accelerator": {"vendor": "NVIDIA"}}),
+            Some("an NVIDIA engine needs a CUDA build"),
+        ),
+        (
+            "ROCm image on AMD",
+            json!({"image": "ollama/ollama:0.12.6-rocm", "accelerator": {"vendor": "AMD"}}),
+            None,
+        ),
+        (
+            "CUDA image on NVIDIA",
+            json!({"image": "ollama/ollama:0.12.6", "accelerator": {"vendor": "NVIDIA"}}),
+            None,
+        ),
+        (
+            "kubernetes.io resource",
+            json!({"accelerator": {"vendor": "NVIDIA", "resourceName": "kubernetes.io/gpu"}}),
+            Some("may not be in the kubernetes.io domain"),
+        ),
+        (
+            "kubernetes.io subdomain resource",
+            json!({"accelerator": {"vendor": "NVIDIA", "resourceName": "gpu.kubernetes.io/a"}}),
+            Some("may not be in the kubernetes.io domain"),
+        ),
+        (
+            "MIG resource",
+            json!({"accelerator": {"vendor": "NVIDIA", "resourceName": "nvidia.com/mig-1g.10gb"}}),
+            None,
+        ),
+        (
+            "AMD resource on NVIDIA",
+            json!({"accelerator": {"vendor": "NVIDIA", "resourceName": "amd.com/gpu"}}),
+            Some("another vendor's GPU resource"),
+        ),
+        (
+            "NVIDIA resource on AMD",
+            json!({"accelerator": {"vendor": "AMD", "resourceName": "nvidia.com/gpu"}}),
+            Some("another vendor's GPU resource"),
+        ),
+        (
             "two stores",
             json!({"modelStore": {"emptyDir": {}, "persistentVolumeClaim": {"claimName": "m"}}}),
             Some("exactly one of emptyDir or persistentVolumeClaim"),
@@ -282,4 +327,111 @@ fn example_catalog_passes_cel() {
             }
         }
     }
+}
+
+/// Every CEL rule of both CRDs stays within the apiserver's cost budget and
+/// has bounds on what it iterates (kube's static cost analysis; the apiserver
+/// rejects a CRD whose rules may cost too much). Its scope check is left out:
+/// it mistakes comprehension variables (`d` in `all(d, ...)`) for unknown ones.
+#[test]
+fn cel_rules_are_cost_safe() {
+    use kube::core::cel::{ScopeContext, WarningKind, analyze_rule, compile_schema};
+    fn walk(path: &str, schema: &Value, found: &mut Vec<String>) {
+        for rule in schema["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let rule = rule["rule"].as_str().unwrap_or_default();
+            let compiled = compile_schema(schema);
+            let warnings = analyze_rule(rule, &compiled, ScopeContext::CrdValidation);
+            for warning in warnings
+                .iter()
+                .filter(|w| w.kind != WarningKind::WrongScope)
+            {
+                found.push(format!("{path}: {rule}: {}", warning.message));
+            }
+        }
+        for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+            walk(&format!("{path}.{name}"), prop, found);
+        }
+        if let Some(items) = schema.get("items") {
+            walk(&format!("{path}[]"), items, found);
+        }
+    }
+    let mut found = Vec::new();
+    for kind in ["LLMEngine", "LLMModel"] {
+        walk(kind, &schema(kind), &mut found);
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+/// Does `value` match the schema `pattern` of a CRD field? Evaluated by the CEL
+/// interpreter's `matches` (RE2 syntax, as the apiserver's patterns).
+fn pattern_matches(pattern: &str, value: &str) -> bool {
+    assert!(!pattern.contains(['\'', '\\']), "quote {pattern} for CEL");
+    let schema = json!({
+        "type": "object",
+        "properties": {"v": {"type": "string"}},
+        "x-kubernetes-validations": [{"rule": format!("self.v.matches('{pattern}')")}],
+    });
+    Validator::new()
+        .validate(&schema, &json!({ "v": value }), None)
+        .is_ok()
+}
+
+fn field_pattern(kind: &str, pointer: &str) -> String {
+    schema(kind)
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{kind} has no pattern at {pointer}"))
+        .to_owned()
+}
+
+/// The CRD's patterns for `spec.model` and `spec.serving.keepAlive` accept
+/// what the webhook's parsers accept (Ollama's name grammar, Go durations).
+#[test]
+fn schema_patterns_agree_with_the_webhook() {
+    use llm_injector::validate::{parse_keep_alive, parse_ollama_name};
+    let model = field_pattern("LLMModel", "/properties/spec/properties/model/pattern");
+    for reference in [
+        "qwen3:8b",
+        "qwen3",
+        "library/llama3.2:1b",
+        "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        "localhost:5000/team/m:v1",
+        "https://ollama.com/library/qwen3:8b",
+        "_x/_y:_z",
+        "qwen3@sha256:abc",
+        "my.team/qwen3:8b",
+        "a/b/c/d",
+        "-qwen3",
+        "qwen3:",
+        "qwen3:8b:x",
+        "http://example.com/a/b",
+        "team/m:t/x",
+        &"m".repeat(81),
+    ] {
+        assert_eq!(
+            pattern_matches(&model, reference),
+            parse_ollama_name(reference).is_ok(),
+            "spec.model {reference:?}"
+        );
+    }
+    let keep_alive = field_pattern(
+        "LLMModel",
+        "/properties/spec/properties/serving/properties/keepAlive/pattern",
+    );
+    for value in [
+        "-1", "0", "3600", "+10", "30m", "1h30m", "1.5h", ".5m", "1.m", "3µs", "3μs", "-5m",
+        "30 min", "5M", "1d", "1h-30m", ".s", "h", "", "-",
+    ] {
+        assert_eq!(
+            pattern_matches(&keep_alive, value),
+            parse_keep_alive(value).is_ok(),
+            "spec.serving.keepAlive {value:?}"
+        );
+    }
+    // A pattern cannot see overflow: the webhook alone rejects durations past ~292 years.
+    assert!(pattern_matches(&keep_alive, "2562048h") && parse_keep_alive("2562048h").is_err());
 }

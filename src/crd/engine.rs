@@ -63,6 +63,9 @@ pub const DEFAULT_PORT: i32 = 11434;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(
+    validation = Rule::new("!has(self.image) || self.accelerator.vendor != 'NVIDIA' || !self.image.matches('(?i)rocm')").message("image is a ROCm (AMD) build, which has no CUDA libraries, so Ollama would run on CPU: an NVIDIA engine needs a CUDA build such as ollama/ollama:0.12.6; fix image or set accelerator.vendor AMD")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct LLMEngineSpec {
     /// The inference server. `Ollama` is the only runtime today.
@@ -129,7 +132,9 @@ pub enum Runtime {
     validation = Rule::new("self.vendor != 'None' || (!has(self.resourceName) && !has(self.runtimeClassName) && !has(self.maxDevicesPerInstance) && self.allocation == 'DevicePlugin' && !has(self.dra))").message("a CPU engine (vendor None) takes no resourceName, runtimeClassName, maxDevicesPerInstance or DRA allocation: remove them or set vendor NVIDIA or AMD"),
     validation = Rule::new("self.allocation != 'DRA' || has(self.dra)").message("allocation DRA needs dra.resourceClaimTemplateName: name the ResourceClaimTemplate each engine instance claims"),
     validation = Rule::new("!has(self.dra) || self.allocation == 'DRA'").message("dra is only used with allocation DRA: set allocation DRA or remove dra"),
-    validation = Rule::new("!has(self.resourceName) || self.allocation == 'DevicePlugin'").message("resourceName is a device-plugin resource: with allocation DRA the ResourceClaimTemplate chooses the devices, so remove resourceName")
+    validation = Rule::new("!has(self.resourceName) || self.allocation == 'DevicePlugin'").message("resourceName is a device-plugin resource: with allocation DRA the ResourceClaimTemplate chooses the devices, so remove resourceName"),
+    validation = Rule::new("!has(self.resourceName) || !self.resourceName.matches('^([^/]*[.])?kubernetes[.]io/')").message("resourceName may not be in the kubernetes.io domain, which is reserved for native resources such as cpu and memory: use the device plugin's resource, such as nvidia.com/gpu"),
+    validation = Rule::new("!has(self.resourceName) || !(self.vendor == 'AMD' && self.resourceName.startsWith('nvidia.com/') || self.vendor == 'NVIDIA' && self.resourceName.startsWith('amd.com/'))").message("resourceName is another vendor's GPU resource (nvidia.com/ with vendor AMD, or amd.com/ with vendor NVIDIA): fix the vendor or the resource name")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct Accelerator {
@@ -167,7 +172,10 @@ pub struct Accelerator {
     /// The RuntimeClass pods with this engine run under, for example `nvidia`
     /// where the NVIDIA runtime is not the node default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub runtime_class_name: Option<String>,
 }
 
@@ -216,7 +224,10 @@ pub enum Allocation {
 #[serde(rename_all = "camelCase")]
 pub struct DraAllocation {
     /// The ResourceClaimTemplate (in the pod's namespace) that each engine instance claims.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub resource_claim_template_name: String,
 }
 

@@ -43,12 +43,14 @@ use super::{ResourceStatus, Vendor};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LLMModelSpec {
-    /// The Ollama model reference, for example `qwen3:8b`, `library/llama3.2:1b`
-    /// or `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`.
+    /// The Ollama model reference, `[host/][namespace/]name[:tag]` as `ollama pull`
+    /// takes it, for example `qwen3:8b`, `library/llama3.2:1b` or
+    /// `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`. No digest: Ollama
+    /// does not pull by digest; pin a tag.
     #[schemars(
         length(min = 1, max = 256),
         regex(
-            pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$"
+            pattern = r"^(((https://)?[A-Za-z0-9_][A-Za-z0-9_.:-]*/)?[A-Za-z0-9_][A-Za-z0-9_-]{0,79}/)?[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,79})?$"
         )
     )]
     pub model: String,
@@ -130,11 +132,14 @@ fn default_data() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct Serving {
     /// How long a loaded model stays in memory after its last request
-    /// (`OLLAMA_KEEP_ALIVE`): a duration such as `30m` or `1h`, or `-1` for
-    /// forever. Default `-1`: the engine exists to serve this one model.
+    /// (`OLLAMA_KEEP_ALIVE`): a Go duration such as `30m` or `1h30m`, a whole
+    /// number of seconds, or `-1` (any negative value) for forever. Default `-1`:
+    /// the engine exists to serve this one model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        regex(pattern = r"^(-1|-?[0-9]+|(-?[0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
+        regex(
+            pattern = r"^[-+]?([0-9]+|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$"
+        ),
         length(max = 32)
     )]
     pub keep_alive: Option<String>,
