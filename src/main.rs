@@ -15,7 +15,9 @@ mod serve_cli;
 /// (see `cargo bench --bench inject`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use llm_injector::manifest::{inject_documents, read_documents, to_yaml_stream, yaml_files};
+use llm_injector::manifest::{
+    SourceDocument, inject_documents, read_documents, to_yaml_stream, yaml_files,
+};
 
 /// Turns annotated pods into LLM-serving pods: CRDs, offline injection and
 /// (in a cluster) the admission webhook.
@@ -42,6 +44,10 @@ enum Command {
     /// GET a loopback http:// URL and exit 0 on a 2xx answer: the exec probe
     /// of the llm-router sidecar, whose image has no shell or curl.
     Probe(probe_cli::ProbeArgs),
+    /// Check LLMEngines, LLMModels and the pods that ask for injection with
+    /// the validating webhook's rules, offline (for CI and GitOps). Exit 1 on
+    /// any error.
+    Validate(ValidateArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +66,20 @@ struct InjectArgs {
     router_image: String,
 }
 
+#[derive(clap::Args, Debug)]
+struct ValidateArgs {
+    /// Kubernetes YAML to check: a file, a directory of *.yaml/*.yml, or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// LLMEngine and LLMModel objects that already exist (references resolve
+    /// against these plus the objects of the files). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    catalog: Vec<PathBuf>,
+    /// Namespace of objects that name none (as `kubectl apply -n`).
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -68,6 +88,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cli::run(*args).map_err(|e| vec![e]),
         Command::Certs(args) => certs_cli::run(&args).map_err(|e| vec![e]),
         Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
+        Command::Validate(args) => run_validate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,14 +113,7 @@ fn write_stdout(text: &str) -> Result<(), Vec<String>> {
 fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
     let catalog =
         Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
-    let mut documents = Vec::new();
-    let mut errors = Vec::new();
-    for (name, text) in read_inputs(&args.files)? {
-        match read_documents(&name, &text) {
-            Ok(docs) => documents.extend(docs),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
+    let (documents, mut errors) = read_input_documents(&args.files)?;
     let options = llm_injector::InjectOptions {
         router_image: args.router_image.clone(),
     };
@@ -113,6 +127,43 @@ fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
     }
     let yaml = to_yaml_stream(&injection.documents).map_err(|e| vec![e.to_string()])?;
     write_stdout(&yaml)
+}
+
+/// Checks every input and prints findings on stderr and a summary on stdout;
+/// fails (exit 1) when any finding is an error.
+fn run_validate(args: &ValidateArgs) -> Result<(), Vec<String>> {
+    let catalog =
+        Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
+    let (documents, unreadable) = read_input_documents(&args.files)?;
+    let mut report =
+        llm_injector::validate::validate_documents(&documents, &args.namespace, &catalog);
+    for error in unreadable {
+        report.add_error(error);
+    }
+    for finding in &report.findings {
+        eprintln!("{finding}");
+    }
+    write_stdout(&format!("{}\n", report.summary()))?;
+    if report.errors() > 0 {
+        return Err(Vec::new());
+    }
+    Ok(())
+}
+
+/// The documents of every `-f` argument, and the errors of those that are not
+/// YAML (reading goes on past them, so one run reports all).
+fn read_input_documents(
+    paths: &[PathBuf],
+) -> Result<(Vec<SourceDocument>, Vec<String>), Vec<String>> {
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    for (name, text) in read_inputs(paths)? {
+        match read_documents(&name, &text) {
+            Ok(docs) => documents.extend(docs),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Ok((documents, errors))
 }
 
 /// The text of every `-f` argument, files of directories expanded, stdin read once.

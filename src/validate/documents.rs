@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -13,7 +14,7 @@ use super::engine::validate_engine;
 use super::model::validate_model;
 use super::report::Report;
 use crate::catalog::Catalog;
-use crate::crd::{API_VERSION, GROUP, LLMEngine, LLMModel};
+use crate::crd::{API_VERSION, GROUP, LLMEngine, LLMModel, crds};
 use crate::inject::InjectOptions;
 use crate::manifest::{SourceDocument, inject_documents};
 
@@ -102,6 +103,86 @@ impl DocumentsReport {
     }
 }
 
+impl DocumentsReport {
+    /// Errors for the fields of `value` that the CRD of `kind` does not have:
+    /// `kubectl apply` rejects them (strict field validation), and decoding
+    /// here would silently drop them.
+    fn add_unknown_fields(&mut self, prefix: &str, kind: &str, value: &Value) {
+        let mut unknown = Vec::new();
+        if let (Some(schema), Value::Object(fields)) = (crd_schemas().get(kind), value) {
+            // Every kind has these; a CRD's schema leaves them out.
+            let mut fields = fields.clone();
+            for implicit in ["apiVersion", "kind", "metadata"] {
+                fields.remove(implicit);
+            }
+            unknown_fields(schema, &Value::Object(fields), "", &mut unknown);
+        }
+        for field in unknown {
+            self.add_error(format!(
+                "{prefix}: {field}: is not a field of {kind}; kubectl apply rejects it: check its spelling and indentation (kubectl explain {} lists the fields)",
+                kind.to_ascii_lowercase()
+            ));
+        }
+    }
+}
+
+/// The openAPIV3Schema of each CRD, by kind.
+fn crd_schemas() -> &'static BTreeMap<String, Value> {
+    static SCHEMAS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        crds()
+            .into_iter()
+            .filter_map(|(_, crd)| {
+                let version = crd.spec.versions.into_iter().next()?;
+                let schema = serde_json::to_value(version.schema?.open_api_v3_schema?).ok()?;
+                Some((crd.spec.names.kind, schema))
+            })
+            .collect()
+    })
+}
+
+/// The paths of the fields of `value` that `schema` does not declare.
+fn unknown_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+                return;
+            }
+            if let Some(values) = schema.get("additionalProperties") {
+                for (key, item) in map {
+                    unknown_fields(values, item, &format!("{path}[{key}]"), out);
+                }
+                return;
+            }
+            // Without declared properties (metadata), anything goes.
+            let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            for (key, item) in map {
+                match properties.get(key) {
+                    Some(field) => unknown_fields(field, item, &join(key), out),
+                    None => out.push(join(key)),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    unknown_fields(item_schema, item, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
@@ -150,11 +231,13 @@ pub fn validate_documents(
             Entry::Engine(engine) => {
                 out.objects += 1;
                 let prefix = format!("{origin}: LLMEngine {}", object_name(&engine.metadata));
+                out.add_unknown_fields(&prefix, "LLMEngine", &doc.value);
                 out.add_report(&prefix, validate_engine(&engine));
             }
             Entry::Model(model) => {
                 out.objects += 1;
                 let prefix = format!("{origin}: LLMModel {}", object_name(&model.metadata));
+                out.add_unknown_fields(&prefix, "LLMModel", &doc.value);
                 let namespace = model.metadata.namespace.as_deref().unwrap_or_default();
                 out.add_report(&prefix, validate_model(&model, namespace, &lookup));
             }
@@ -337,6 +420,31 @@ mod tests {
             let report = run(&yaml, &Catalog::new());
             assert_eq!(report.findings[0].to_string(), expected, "{yaml}");
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let yaml = ENGINE.replace(
+            "spec: {accelerator: {vendor: NVIDIA, maxDevicesPerInstance: 2}}",
+            "spec: {acelerator: {}, accelerator: {vendor: NVIDIA, dra: {resourceClaimTemplateName: x, count: 2}}, env: [{name: A, valeu: b}], resources: {limits: {cpu: 1}}}\nstatus: {}\nextra: 1",
+        );
+        let report = run(&yaml, &Catalog::new());
+        let mut fields: Vec<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.text.contains("is not a field of LLMEngine"))
+            .filter_map(|f| f.text.split(": ").nth(2))
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "extra",
+                "spec.accelerator.dra.count",
+                "spec.acelerator",
+                "spec.env[0].valeu"
+            ]
+        );
     }
 
     #[test]

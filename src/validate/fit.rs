@@ -23,7 +23,7 @@ pub(super) fn check_fit(spec: &LLMModelSpec, engine: &LLMEngine, report: &mut Re
         (_, Some(0)) => report.error(
             Rule::NoGpuOnGpuEngine,
             field,
-            format!("0 means CPU only, but LLMEngine {engine_name:?} is a {} GPU engine; set parallelism.model to at least 1 or use a CPU engine", vendor.as_str()),
+            format!("0 means CPU only, but LLMEngine {engine_name:?} is an {} GPU engine; set parallelism.model to at least 1 or use a CPU engine", vendor.as_str()),
         ),
         (_, Some(n)) if n > max => report.error(
             Rule::TooManyDevices,

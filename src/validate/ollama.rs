@@ -71,7 +71,7 @@ pub fn parse_ollama_name(reference: &str) -> Result<OllamaName<'_>, String> {
     }
     if reference.contains('@') {
         return Err(
-            "has a digest (@...), which Ollama 0.12 does not accept in a model name; pin a tag instead"
+            "has a digest (@...), which Ollama 0.12 does not take in a model name (pin a tag)"
                 .to_owned(),
         );
     }
