@@ -1,4 +1,5 @@
-//! Golden tests of `llm-injector validate`, run through the real binary.
+//! Golden tests of `llm-injector validate`, run through the real binary, and
+//! the README's table of validation rules.
 //!
 //! - `tests/golden/validate/X.yaml` or `X/` (a directory) → `X.stderr` (the
 //!   findings) and `X.stdout` (the summary), validated with
@@ -12,6 +13,7 @@ mod common;
 use std::process::Output;
 
 use common::{check_golden, golden_path, inputs};
+use llm_injector::validate::Rule;
 
 const DIR: &str = "tests/golden/validate";
 
@@ -85,4 +87,24 @@ fn reads_stdin_and_several_inputs() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("no-such-file.yaml: cannot read"));
     assert_eq!(text(&output.stdout), "");
+}
+
+/// Every rule has a row in the README's "Validation rules" table.
+#[test]
+fn readme_lists_every_rule() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Validation rules\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a section \"## Validation rules\"");
+    let missing: Vec<&str> = Rule::ALL
+        .iter()
+        .map(|r| r.id())
+        .filter(|id| !section.contains(&format!("| `{id}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules without a row in the README: {missing:?}"
+    );
 }
