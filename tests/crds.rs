@@ -3,7 +3,9 @@
 //! schema defaults applied first, as the apiserver does).
 
 use kube::core::cel::Validator;
-use llm_injector::crd::{crd_yaml, crds};
+use llm_injector::Catalog;
+use llm_injector::crd::{LLMEngine, LLMModel, crd_yaml, crds};
+use llm_injector::validate::{validate_engine, validate_model};
 use serde_json::{Value, json};
 
 #[test]
@@ -434,4 +436,125 @@ fn schema_patterns_agree_with_the_webhook() {
     }
     // A pattern cannot see overflow: the webhook alone rejects durations past ~292 years.
     assert!(pattern_matches(&keep_alive, "2562048h") && parse_keep_alive("2562048h").is_err());
+}
+
+/// An object of `kind` with `spec`, as the apiserver sees it.
+fn object(kind: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "llm.injector.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "team-a"},
+        "spec": spec,
+    })
+}
+
+/// Sets `key` of a JSON object to `value`, unless `value` is absent.
+fn put(spec: &mut Value, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        spec[key] = value;
+    }
+}
+
+fn engine_spec() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let pick = |values: Vec<Value>| prop::option::of(prop::sample::select(values));
+    (
+        pick(vec![json!("None"), json!("NVIDIA"), json!("AMD")]),
+        pick(vec![json!("DevicePlugin"), json!("DRA")]),
+        pick(vec![json!({"resourceClaimTemplateName": "gpus"})]),
+        pick(vec![
+            json!("nvidia.com/gpu"),
+            json!("amd.com/gpu"),
+            json!("kubernetes.io/gpu"),
+            json!("example.com/gpu"),
+        ]),
+        pick(vec![json!("nvidia")]),
+        pick(vec![json!(1), json!(4)]),
+        pick(vec![
+            json!("ollama/ollama:0.12.6"),
+            json!("ollama/ollama:0.12.6-rocm"),
+            json!("example.com/ROCm/ollama:1"),
+        ]),
+        pick(vec![
+            json!({"emptyDir": {}}),
+            json!({"persistentVolumeClaim": {"claimName": "models"}}),
+            json!({"emptyDir": {}, "persistentVolumeClaim": {"claimName": "models"}}),
+            json!({}),
+        ]),
+    )
+        .prop_map(
+            |(vendor, allocation, dra, resource, class, max, image, store)| {
+                let mut accelerator = json!({});
+                put(&mut accelerator, "vendor", vendor);
+                put(&mut accelerator, "allocation", allocation);
+                put(&mut accelerator, "dra", dra);
+                put(&mut accelerator, "resourceName", resource);
+                put(&mut accelerator, "runtimeClassName", class);
+                put(&mut accelerator, "maxDevicesPerInstance", max);
+                let mut spec = json!({"accelerator": accelerator});
+                put(&mut spec, "image", image);
+                put(&mut spec, "modelStore", store);
+                spec
+            },
+        )
+}
+
+fn model_spec() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let pick = |values: Vec<Value>| prop::option::of(prop::sample::select(values));
+    (
+        pick(vec![json!(0), json!(1), json!(2)]),
+        pick(vec![json!(-1), json!(0), json!(1), json!(3)]),
+        pick(vec![
+            json!([]),
+            json!(["0"]),
+            json!(["1"]),
+            json!(["0", "1"]),
+            json!(["2", "0", "1"]),
+        ]),
+        prop::sample::select(vec!["gpu", "cpu", "missing"]),
+    )
+        .prop_map(|(model, data, devices, engine)| {
+            let mut parallelism = json!({});
+            put(&mut parallelism, "model", model);
+            put(&mut parallelism, "data", data);
+            let mut spec = json!({"model": "qwen3:8b", "engineRef": {"name": engine}, "parallelism": parallelism});
+            put(&mut spec, "devices", devices);
+            spec
+        })
+}
+
+proptest::proptest! {
+    /// The webhook (and `llm-injector validate`) deny every LLMEngine the
+    /// CRD's CEL rules deny, so the offline check is never weaker.
+    #[test]
+    fn validate_denies_every_engine_cel_denies(spec in engine_spec()) {
+        let object = object("LLMEngine", spec);
+        if Validator::new().validate(&schema("LLMEngine"), &object, None).is_err() {
+            let engine: LLMEngine = serde_json::from_value(object.clone()).unwrap();
+            proptest::prop_assert!(!validate_engine(&engine).is_allowed(), "{object}");
+        }
+    }
+
+    /// The same for LLMModels, whatever their engine: a GPU engine, a CPU
+    /// engine, or none yet.
+    #[test]
+    fn validate_denies_every_model_cel_denies(spec in model_spec()) {
+        let object = object("LLMModel", spec);
+        if Validator::new().validate(&schema("LLMModel"), &object, None).is_err() {
+            let mut catalog = Catalog::new();
+            for (name, vendor) in [("gpu", "NVIDIA"), ("cpu", "None")] {
+                let engine = object_of_kind("LLMEngine", name, json!({"accelerator": {"vendor": vendor}}));
+                catalog.insert_engine(serde_json::from_value(engine).unwrap());
+            }
+            let model: LLMModel = serde_json::from_value(object.clone()).unwrap();
+            proptest::prop_assert!(!validate_model(&model, "team-a", &catalog).is_allowed(), "{object}");
+        }
+    }
+}
+
+fn object_of_kind(kind: &str, name: &str, spec: Value) -> Value {
+    let mut object = object(kind, spec);
+    object["metadata"]["name"] = json!(name);
+    object
 }

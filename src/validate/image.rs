@@ -24,7 +24,10 @@ impl ImageRef<'_> {
 /// Whether an image reference mentions ROCm anywhere (`ollama/ollama:0.12.6-rocm`),
 /// ignoring case: the sign of an AMD build.
 pub fn mentions_rocm(image: &str) -> bool {
-    image.to_ascii_lowercase().contains("rocm")
+    image
+        .as_bytes()
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"rocm"))
 }
 
 /// Parses an image reference, or says what is wrong with it.

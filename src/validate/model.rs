@@ -116,8 +116,8 @@ fn check_ollama_model(model: &str, report: &mut Report) {
     }
 }
 
-/// Device indices: distinct, and (when the GPUs of one instance are known and
-/// at least 1) each an index below them, written without leading zeros.
+/// Device indices: distinct, and (when the GPUs of one instance are known)
+/// each an index below them, written without leading zeros.
 fn check_devices(devices: &[String], gpus: Option<i32>, report: &mut Report) {
     let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (index, device) in devices.iter().enumerate() {
@@ -131,17 +131,17 @@ fn check_devices(devices: &[String], gpus: Option<i32>, report: &mut Report) {
             );
             continue;
         }
-        let Some(gpus) = gpus.filter(|g| *g >= 1) else {
+        let Some(gpus) = gpus else {
             continue;
         };
         let in_range = device
             .parse::<i32>()
             .is_ok_and(|i| (0..gpus).contains(&i) && i.to_string() == *device);
         if !in_range {
-            let sees = if gpus == 1 {
-                "only GPU 0".to_owned()
-            } else {
-                format!("GPUs 0..{}", gpus - 1)
+            let sees = match gpus {
+                ..=0 => "no GPU".to_owned(),
+                1 => "only GPU 0".to_owned(),
+                _ => format!("GPUs 0..{}", gpus - 1),
             };
             report.error(
                 Rule::BadDevice,
@@ -346,6 +346,18 @@ mod tests {
                 "uuid",
                 json!({"devices": ["GPU-0a1b"]}),
                 &["bad_device"],
+                &[],
+            ),
+            (
+                "devices with no GPU",
+                json!({"engineRef": {"name": "nope"}, "parallelism": {"model": 0}, "devices": ["0"]}),
+                &["bad_device"],
+                &["missing_engine"],
+            ),
+            (
+                "devices on a GPU engine with parallelism.model 0",
+                json!({"parallelism": {"model": 0}, "devices": ["0"]}),
+                &["bad_device", "no_gpu_on_gpu_engine"],
                 &[],
             ),
             (
