@@ -196,6 +196,15 @@ pub enum Vendor {
 }
 
 impl Vendor {
+    /// The Ollama image of engines of this vendor that name none.
+    pub fn default_image(self) -> &'static str {
+        match self {
+            Vendor::None => DEFAULT_CPU_IMAGE,
+            Vendor::Nvidia => DEFAULT_NVIDIA_IMAGE,
+            Vendor::Amd => DEFAULT_AMD_IMAGE,
+        }
+    }
+
     /// The vendor as written in an LLMEngine: `None`, `NVIDIA` or `AMD`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -260,12 +269,9 @@ impl ModelStore {
 impl LLMEngineSpec {
     /// The image to run: `image`, else the default for the vendor.
     pub fn effective_image(&self) -> &str {
-        match (&self.image, self.accelerator.vendor) {
-            (Some(image), _) => image,
-            (None, Vendor::Amd) => DEFAULT_AMD_IMAGE,
-            (None, Vendor::Nvidia) => DEFAULT_NVIDIA_IMAGE,
-            (None, Vendor::None) => DEFAULT_CPU_IMAGE,
-        }
+        self.image
+            .as_deref()
+            .unwrap_or_else(|| self.accelerator.vendor.default_image())
     }
 
     /// The extended resource GPUs are requested by, `None` for CPU engines.

@@ -32,14 +32,6 @@ pub fn validate_engine(engine: &LLMEngine) -> Report {
     report
 }
 
-fn default_image(vendor: Vendor) -> &'static str {
-    if vendor == Vendor::Amd {
-        DEFAULT_AMD_IMAGE
-    } else {
-        DEFAULT_NVIDIA_IMAGE
-    }
-}
-
 fn check_image(spec: &LLMEngineSpec, report: &mut Report) {
     let vendor = spec.accelerator.vendor;
     let image = spec.effective_image();
@@ -51,7 +43,7 @@ fn check_image(spec: &LLMEngineSpec, report: &mut Report) {
                 "spec.image",
                 format!(
                     "{image:?} is not a valid image reference: it {why}; fix it, or remove image to use {}",
-                    default_image(vendor)
+                    vendor.default_image()
                 ),
             );
             return;
@@ -63,7 +55,7 @@ fn check_image(spec: &LLMEngineSpec, report: &mut Report) {
             "spec.image",
             format!(
                 "{image:?} is not pinned: without a tag, or with :latest, nodes pull whatever is newest and pods run different Ollama versions; pin a version such as {}",
-                default_image(vendor)
+                vendor.default_image()
             ),
         );
     }
@@ -201,10 +193,7 @@ fn check_resource_name(resource: &str, accelerator: &Accelerator, report: &mut R
         _ => return,
     };
     if owner != accelerator.vendor {
-        let (theirs, ours) = match owner {
-            Vendor::Nvidia => ("NVIDIA", "AMD"),
-            _ => ("AMD", "NVIDIA"),
-        };
+        let (theirs, ours) = (owner.as_str(), accelerator.vendor.as_str());
         report.error(
             Rule::ResourceNameVendor,
             field,
