@@ -310,8 +310,3 @@ fn mutate_other(request: &AdmissionRequest<DynamicObject>) -> Decision {
     };
     Decision::new(request, facts, verdict)
 }
-
-/// Serialises any value as JSON bytes (for fixed responses and errors).
-pub fn to_json_bytes(value: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
-}
