@@ -123,6 +123,20 @@ fn cel_messages(kind: &str, spec: Value) -> Vec<String> {
     }
 }
 
+/// Each case: (name, spec, the message fragment expected, or `None` for valid).
+fn check_cel_cases(kind: &str, cases: Vec<(&str, Value, Option<&str>)>) {
+    for (case, spec, expected) in cases {
+        let messages = cel_messages(kind, spec);
+        match expected {
+            None => assert!(messages.is_empty(), "{case}: unexpected {messages:?}"),
+            Some(fragment) => assert!(
+                messages.iter().any(|m| m.contains(fragment)),
+                "{case}: want {fragment:?}, got {messages:?}"
+            ),
+        }
+    }
+}
+
 #[test]
 fn llmmodel_cel_rules() {
     let base = || json!({"model": "qwen3:8b", "engineRef": {"name": "ollama-nvidia"}});
@@ -178,16 +192,7 @@ fn llmmodel_cel_rules() {
             Some("devices lists more GPUs than parallelism.model"),
         ),
     ];
-    for (case, spec, expected) in cases {
-        let messages = cel_messages("LLMModel", spec);
-        match expected {
-            None => assert!(messages.is_empty(), "{case}: unexpected {messages:?}"),
-            Some(fragment) => assert!(
-                messages.iter().any(|m| m.contains(fragment)),
-                "{case}: want {fragment:?}, got {messages:?}"
-            ),
-        }
-    }
+    check_cel_cases("LLMModel", cases);
 }
 
 #[test]
@@ -300,16 +305,7 @@ fn llmengine_cel_rules() {
             Some("exactly one of emptyDir or persistentVolumeClaim"),
         ),
     ];
-    for (case, spec, expected) in cases {
-        let messages = cel_messages("LLMEngine", spec);
-        match expected {
-            None => assert!(messages.is_empty(), "{case}: unexpected {messages:?}"),
-            Some(fragment) => assert!(
-                messages.iter().any(|m| m.contains(fragment)),
-                "{case}: want {fragment:?}, got {messages:?}"
-            ),
-        }
-    }
+    check_cel_cases("LLMEngine", cases);
 }
 
 /// The example catalog passes its own CRDs' CEL rules.
