@@ -331,3 +331,85 @@ async fn admin_routes() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(String::from_utf8_lossy(&body).contains("shutting down"));
 }
+
+async fn validate(state: &AppState, body: Vec<u8>) -> (StatusCode, Value) {
+    let (status, bytes) = call(
+        webhook_router(state.clone()),
+        "POST",
+        "/validate?timeout=5s",
+        body,
+    )
+    .await;
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+    (status, value)
+}
+
+#[tokio::test]
+async fn validate_llmmodel_changes() {
+    let state = state();
+    for name in [
+        "llmmodel-create.json",
+        "llmmodel-update.json",
+        "llmmodel-delete.json",
+    ] {
+        let request = fixture_json(name);
+        let (status, review) = validate(&state, fixture(name)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert_eq!(
+            review["response"]["uid"], request["request"]["uid"],
+            "{name}"
+        );
+        assert_eq!(review["response"]["allowed"], true, "{name}: {review}");
+        assert!(review["response"].get("patch").is_none());
+    }
+    // Too many GPUs for the engine: denied, naming field, value and fix.
+    let mut request = fixture_json("llmmodel-update.json");
+    request["request"]["object"]["spec"]["parallelism"]["model"] = json!(8);
+    let (_, review) = validate(&state, serde_json::to_vec(&request).unwrap()).await;
+    assert_eq!(review["response"]["allowed"], false);
+    let message = review["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("LLMModel team-a/qwen-mp2"), "{message}");
+    assert!(
+        message.contains("spec.parallelism.model: 8 exceeds"),
+        "{message}"
+    );
+    assert!(message.contains("maxDevicesPerInstance 4"), "{message}");
+    // An engine that does not exist yet: allowed, with a warning.
+    let mut request = fixture_json("llmmodel-create.json");
+    request["request"]["object"]["spec"]["engineRef"]["name"] = json!("later");
+    let (_, review) = validate(&state, serde_json::to_vec(&request).unwrap()).await;
+    assert_eq!(review["response"]["allowed"], true);
+    let warning = review["response"]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("\"later\" does not exist"), "{warning}");
+}
+
+#[tokio::test]
+async fn deleting_an_engine_in_use_is_denied_naming_the_models() {
+    let state = state();
+    let catalog = Catalog::load(&root().join("examples/catalog"), "default").unwrap();
+    let engine = llm_injector::ModelLookup::engine(&catalog, "team-a", "ollama-nvidia").unwrap();
+    let mut request = fixture_json("llmmodel-delete.json");
+    request["request"]["kind"]["kind"] = json!("LLMEngine");
+    request["request"]["requestKind"]["kind"] = json!("LLMEngine");
+    request["request"]["resource"]["resource"] = json!("llmengines");
+    request["request"]["name"] = json!("ollama-nvidia");
+    request["request"]["oldObject"] = serde_json::to_value(&*engine).unwrap();
+    let (status, review) = validate(&state, serde_json::to_vec(&request).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(review["response"]["allowed"], false, "{review}");
+    let message = review["response"]["status"]["message"].as_str().unwrap();
+    for model in ["qwen-2x2", "qwen-gpu1", "qwen-mp2"] {
+        assert!(message.contains(model), "{message} lacks {model}");
+    }
+    // An unused engine may go.
+    request["request"]["name"] = json!("spare");
+    let mut spare = serde_json::to_value(&*engine).unwrap();
+    spare["metadata"]["name"] = json!("spare");
+    request["request"]["oldObject"] = spare;
+    let (_, review) = validate(&state, serde_json::to_vec(&request).unwrap()).await;
+    assert_eq!(review["response"]["allowed"], true, "{review}");
+    // Bad bodies get 400 on /validate too.
+    let (status, _) = validate(&state, b"{".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
+use crate::crd::{LLMEngine, LLMModel};
 use crate::inject::{InjectOptions, Outcome, inject_requested};
 
 /// The only AdmissionReview version served.
@@ -309,4 +310,84 @@ fn mutate_other(request: &AdmissionRequest<DynamicObject>) -> Decision {
         }
     };
     Decision::new(request, facts, verdict)
+}
+
+/// Decides a review sent to `/validate`: LLMEngine and LLMModel changes are
+/// checked with the rules of [`crate::validate`]; errors deny, warnings are
+/// returned as admission warnings.
+pub fn validate<L: ModelLookup + ?Sized>(body: &[u8], lookup: &L) -> Result<Decision, BadReview> {
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(error) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
+            return Err(BadReview::NotJson(error.to_string()));
+        }
+        Err(error) => return Err(BadReview::NotReview(error.to_string())),
+    };
+    let request = check_review(review)?;
+    let facts = facts(&request, None);
+    let namespace = facts.namespace.clone();
+    let kind = request.kind.kind.as_str();
+    let operation = &request.operation;
+    let report = match (kind, operation) {
+        ("LLMModel", Operation::Create | Operation::Update) => {
+            typed::<LLMModel>(request.object.as_ref(), kind)
+                .map(|model| crate::validate::validate_model(&model, &namespace, lookup))
+        }
+        ("LLMEngine", Operation::Create) => typed::<LLMEngine>(request.object.as_ref(), kind)
+            .map(|engine| crate::validate::validate_engine(&engine)),
+        ("LLMEngine", Operation::Update) => typed::<LLMEngine>(request.old_object.as_ref(), kind)
+            .and_then(|old| {
+                typed::<LLMEngine>(request.object.as_ref(), kind).map(|new| {
+                    crate::validate::validate_engine_update(&old, &new, &namespace, lookup)
+                })
+            }),
+        ("LLMEngine", Operation::Delete) => typed::<LLMEngine>(request.old_object.as_ref(), kind)
+            .map(|old| crate::validate::validate_engine_delete(&old, &namespace, lookup)),
+        ("LLMModel" | "LLMEngine", _) => Ok(crate::validate::Report::default()),
+        _ => {
+            let verdict = Verdict::Allow {
+                warnings: vec![format!(
+                    "llm-injector validates only LLMEngine and LLMModel; {kind} {} was allowed unchecked (check the webhook's rules)",
+                    display_name(&facts.name)
+                )],
+            };
+            return Ok(Decision::new(&request, facts, verdict));
+        }
+    };
+    let subject = format!("{kind} {namespace}/{}", display_name(&facts.name));
+    let verdict = match report {
+        Err(message) => Verdict::Deny {
+            message: format!("llm-injector: {subject}: {message}"),
+        },
+        Ok(report) if !report.errors.is_empty() => Verdict::Deny {
+            message: format!(
+                "llm-injector: {subject}: {}",
+                report
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        },
+        Ok(report) => Verdict::Allow {
+            warnings: report
+                .warnings
+                .iter()
+                .map(|w| format!("{subject}: {w}"))
+                .collect(),
+        },
+    };
+    Ok(Decision::new(&request, facts, verdict))
+}
+
+/// The typed object of a review, or why it does not decode.
+fn typed<T: serde::de::DeserializeOwned>(
+    object: Option<&DynamicObject>,
+    kind: &str,
+) -> Result<T, String> {
+    let object = object.ok_or_else(|| format!("the review carries no {kind} object"))?;
+    let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+    serde_json::from_value(value)
+        .map_err(|e| format!("the object does not decode as a {kind}: {e}"))
 }

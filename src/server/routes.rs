@@ -76,6 +76,7 @@ pub struct AppState {
 pub fn webhook_router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
         .with_state(state)
 }
 
@@ -138,19 +139,38 @@ fn bad_request(status: StatusCode, reason: String) -> Response {
 }
 
 async fn mutate(State(state): State<AppState>, body: Body) -> Response {
-    const WEBHOOK: &str = "mutate";
+    handle("mutate", state, body, |bytes, state| {
+        review::mutate(bytes, state.source.as_ref(), &state.inject_options)
+    })
+    .await
+}
+
+async fn validate(State(state): State<AppState>, body: Body) -> Response {
+    handle("validate", state, body, |bytes, state| {
+        review::validate(bytes, state.source.as_ref())
+    })
+    .await
+}
+
+/// Reads the body, decides with `decide` and answers: the same for both webhooks.
+async fn handle(
+    webhook: &'static str,
+    state: AppState,
+    body: Body,
+    decide: impl FnOnce(&[u8], &AppState) -> Result<Decision, BadReview>,
+) -> Response {
     let started = Instant::now();
     let bytes = match read_body(body, state.body_limit).await {
         Ok(bytes) => bytes,
         Err(reason) => {
-            state.metrics.bad_request(WEBHOOK, "body_too_large");
-            tracing::warn!(webhook = WEBHOOK, %reason, "request refused");
+            state.metrics.bad_request(webhook, "body_too_large");
+            tracing::warn!(webhook, %reason, "request refused");
             return bad_request(StatusCode::PAYLOAD_TOO_LARGE, reason);
         }
     };
-    match review::mutate(&bytes, state.source.as_ref(), &state.inject_options) {
-        Ok(decision) => respond(WEBHOOK, decision, &state, started),
-        Err(bad) => refuse(WEBHOOK, &bad, &state),
+    match decide(&bytes, &state) {
+        Ok(decision) => respond(webhook, decision, &state, started),
+        Err(bad) => refuse(webhook, &bad, &state),
     }
 }
 
