@@ -257,3 +257,103 @@ pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<Server
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::ProtocolVersion;
+
+    /// An in-memory handshake with a client offering only `versions`.
+    fn handshake(
+        server: Arc<ServerConfig>,
+        ca_pem: &str,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<ProtocolVersion, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let client_config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name)?;
+        let mut server = rustls::ServerConnection::new(server)?;
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).unwrap();
+            server.read_tls(&mut buf.as_slice()).unwrap();
+            server.process_new_packets()?;
+            let mut buf = Vec::new();
+            server.write_tls(&mut buf).unwrap();
+            client.read_tls(&mut buf.as_slice()).unwrap();
+            client.process_new_packets()?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(server.protocol_version().unwrap());
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    #[test]
+    fn tls_1_2_and_1_3_with_aead_suites_only() {
+        let generated = generate("test", &["localhost".to_owned()]).unwrap();
+        let key = parse_pair(
+            generated.cert_pem.as_bytes(),
+            generated.key_pem.as_bytes(),
+            "cert",
+            "key",
+        )
+        .unwrap();
+        let config = server_config(Arc::new(CertResolver::new(key))).unwrap();
+        for (versions, expected) in [
+            (&[&rustls::version::TLS13][..], ProtocolVersion::TLSv1_3),
+            (&[&rustls::version::TLS12][..], ProtocolVersion::TLSv1_2),
+        ] {
+            let got = handshake(config.clone(), &generated.ca_pem, versions).unwrap();
+            assert_eq!(got, expected);
+        }
+        // rustls offers nothing older than TLS 1.2, and the server is built
+        // with exactly 1.3 and 1.2; every suite is AEAD with forward secrecy.
+        for suite in &config.crypto_provider().cipher_suites {
+            let name = format!("{:?}", suite.suite());
+            assert!(
+                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                "not an AEAD suite: {name}"
+            );
+            assert!(
+                name.starts_with("TLS13") || name.starts_with("TLS_ECDHE"),
+                "suite without forward secrecy: {name}"
+            );
+        }
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    #[test]
+    fn mismatched_or_broken_pairs_are_refused() {
+        let a = generate("a", &["localhost".to_owned()]).unwrap();
+        let b = generate("b", &["localhost".to_owned()]).unwrap();
+        let cases = [
+            (a.cert_pem.as_str(), b.key_pem.as_str(), "does not belong"),
+            ("", a.key_pem.as_str(), "no PEM certificate"),
+            (a.cert_pem.as_str(), "", "key"),
+            (
+                "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+                a.key_pem.as_str(),
+                "cert",
+            ),
+        ];
+        for (cert, key, expected) in cases {
+            let error = parse_pair(cert.as_bytes(), key.as_bytes(), "cert", "key")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+        }
+        assert!(parse_pair(a.cert_pem.as_bytes(), a.key_pem.as_bytes(), "cert", "key").is_ok());
+    }
+}
