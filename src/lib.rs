@@ -17,6 +17,7 @@ pub const STATUS_ANNOTATION: &str = "llm.injector.dev/status";
 pub mod catalog;
 pub mod inject;
 pub mod manifest;
+pub mod router;
 pub mod server;
 pub mod validate;
 

@@ -9,6 +9,7 @@ use llm_injector::Catalog;
 
 mod certs_cli;
 mod probe_cli;
+mod route_cli;
 mod serve_cli;
 
 /// Injection is allocation-bound; mimalloc halves its cost next to glibc malloc
@@ -44,6 +45,9 @@ enum Command {
     /// GET a loopback http:// URL and exit 0 on a 2xx answer: the exec probe
     /// of the llm-router sidecar, whose image has no shell or curl.
     Probe(probe_cli::ProbeArgs),
+    /// Run the data-parallel request router: one HTTP endpoint in front of
+    /// several Ollama instances. Every flag also reads LLM_ROUTER_<FLAG>.
+    Route(Box<route_cli::RouteArgs>),
     /// Check LLMEngines, LLMModels and the pods that ask for injection with
     /// the validating webhook's rules, offline (for CI and GitOps). Exit 1 on
     /// any error.
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cli::run(*args).map_err(|e| vec![e]),
         Command::Certs(args) => certs_cli::run(&args).map_err(|e| vec![e]),
         Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
+        Command::Route(args) => route_cli::run(*args).map_err(|e| vec![e]),
         Command::Validate(args) => run_validate(&args),
     };
     match result {

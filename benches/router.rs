@@ -1,0 +1,292 @@
+//! Load benchmark of `llm-injector route`: what the router adds in front of
+//! an Ollama instance. A fake instance (this bench binary re-run as a child
+//! process, answering every request with a small non-streaming
+//! `/api/generate` JSON at once) is driven directly and through the router
+//! (`llm-injector route` as a child process, as in a pod) at concurrencies 1
+//! and 32, one keep-alive HTTP/1.1 connection per client. Prints requests/s,
+//! p50 and p99 of both, the p50 the router adds and the throughput ratio,
+//! then the same at concurrency 32 with an instance that takes 2 ms and
+//! 20 ms to answer (closer to a real one), and the router's peak RSS. The load
+//! generator, the fake and the router share the machine's cores, so with an
+//! instant instance the router's CPU comes out of the others' share. No
+//! thresholds: figures only.
+//!
+//! Run: `cargo bench --bench router` (BENCH_SECONDS=N per measurement, default 3;
+//! BENCH_ROUTER_ARGS="--threads 2" passes flags to the router).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncBufReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+const LEVELS: [usize; 2] = [1, 32];
+/// Milliseconds the fake instance waits before answering.
+const DELAY_HEADER: &str = "x-bench-delay-ms";
+/// Answer times of the further measurements at concurrency 32: a real
+/// instance never answers at once (even one token of a small model on a GPU
+/// takes milliseconds).
+const SLOW_MS: [u64; 2] = [2, 20];
+/// Set in the child that plays the Ollama instance.
+const BACKEND_ROLE: &str = "LLM_ROUTER_BENCH_BACKEND";
+
+/// What the fake instance answers: a non-streaming `/api/generate` response.
+const ANSWER: &str = r#"{"model":"qwen3:0.6b","created_at":"2026-01-01T00:00:00.000000Z","response":"Hello! How can I help you today?","done":true,"done_reason":"stop","total_duration":123456789,"load_duration":1234567,"prompt_eval_count":9,"prompt_eval_duration":2345678,"eval_count":10,"eval_duration":98765432}"#;
+const REQUEST: &str = r#"{"model":"qwen3:0.6b","prompt":"Hi","stream":false}"#;
+
+/// The fake Ollama instance: prints its address, answers until killed.
+fn run_backend() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("backend {}", listener.local_addr().expect("addr"));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|request: Request<Incoming>| async move {
+                    let delay = request
+                        .headers()
+                        .get(DELAY_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                        .map(Duration::from_millis);
+                    // Read the request, as Ollama does, then answer.
+                    let _ = request.into_body().collect().await;
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let mut response =
+                        Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+                    response.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json; charset=utf-8"),
+                    );
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+async fn start_backend() -> (tokio::process::Child, SocketAddr) {
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("bench binary"))
+        .env(BACKEND_ROLE, "1")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the fake backend");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("backend start-up")
+        .expect("read stdout")
+        .expect("backend exited during start-up");
+    let addr = line
+        .strip_prefix("backend ")
+        .and_then(|a| a.parse().ok())
+        .expect("backend address");
+    (child, addr)
+}
+
+async fn start_router(backend: SocketAddr) -> (tokio::process::Child, SocketAddr) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-injector"))
+        .args(["route", "--listen", "127.0.0.1:0", "--backend"])
+        .arg(backend.to_string())
+        .args(
+            std::env::var("BENCH_ROUTER_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start llm-injector route");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("router start-up")
+            .expect("read stderr")
+            .expect("router exited during start-up");
+        // "llm-injector route: listening on http://ADDR, backends ..."
+        if let Some(rest) = line.strip_prefix("llm-injector route: listening on http://") {
+            let addr = rest
+                .split(',')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("router address");
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, addr);
+        }
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Sender {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn generate(sender: &mut Sender, delay_ms: Option<u64>) -> Bytes {
+    let mut request = Request::post("/api/generate").header("host", "127.0.0.1");
+    if let Some(delay) = delay_ms {
+        request = request.header(DELAY_HEADER, delay);
+    }
+    let request = request
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
+        .expect("request");
+    sender.ready().await.expect("connection ready");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200, "request failed");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}
+
+struct Figures {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn load(addr: SocketAddr, clients: usize, seconds: f64, delay_ms: Option<u64>) -> Figures {
+    let mut senders = Vec::new();
+    for _ in 0..clients {
+        let mut sender = connect(addr).await;
+        let warm_up = if delay_ms.is_some() { 2 } else { 50 };
+        for _ in 0..warm_up {
+            generate(&mut sender, delay_ms).await;
+        }
+        senders.push(sender);
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|mut sender| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    generate(&mut sender, delay_ms).await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Figures {
+        rps: all.len() as f64 / elapsed,
+        p50: pick(0.50),
+        p99: pick(0.99),
+    }
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    if std::env::var_os(BACKEND_ROLE).is_some() {
+        run_backend();
+        return;
+    }
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (mut backend, backend_addr) = start_backend().await;
+        let (mut router, router_addr) = start_router(backend_addr).await;
+        let direct_answer = generate(&mut connect(backend_addr).await, None).await;
+        let routed_answer = generate(&mut connect(router_addr).await, None).await;
+        assert_eq!(direct_answer, routed_answer, "the router changed the answer");
+
+        println!(
+            "POST /api/generate (HTTP/1.1 keep-alive), {}-byte request -> {}-byte JSON answer, {seconds}s per measurement",
+            REQUEST.len(),
+            ANSWER.len()
+        );
+        println!(
+            "{:>5} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>11} {:>9}",
+            "conc", "direct/s", "p50 us", "p99 us", "routed/s", "p50 us", "p99 us", "added p50", "rps ratio"
+        );
+        let rows = LEVELS
+            .iter()
+            .map(|&clients| (clients, None))
+            .chain(SLOW_MS.map(|ms| (32, Some(ms))));
+        for (clients, delay_ms) in rows {
+            if let Some(ms) = delay_ms {
+                println!("the same, the instance answering after {ms} ms:");
+            }
+            let direct = load(backend_addr, clients, seconds, delay_ms).await;
+            let routed = load(router_addr, clients, seconds, delay_ms).await;
+            println!(
+                "{:>5} | {:>9.0} {:>8.0} {:>8.0} | {:>9.0} {:>8.0} {:>8.0} | {:>8.0} us {:>9.2}",
+                clients,
+                direct.rps,
+                us(direct.p50),
+                us(direct.p99),
+                routed.rps,
+                us(routed.p50),
+                us(routed.p99),
+                us(routed.p50) - us(direct.p50),
+                routed.rps / direct.rps,
+            );
+        }
+        let router_pid = router.id().expect("pid");
+        println!("router peak RSS: {:.1} MiB (VmHWM)", peak_rss_mib(router_pid));
+        println!("goals: added p50 < 100 us; routed throughput >= 0.90 of direct");
+        let _ = router.kill().await;
+        let _ = backend.kill().await;
+    });
+}

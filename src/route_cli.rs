@@ -1,0 +1,139 @@
+//! Flags of `llm-injector route` and its start-up: logging, runtime, signals.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use llm_injector::router::{BackendAddr, Router, RouterConfig, parse_duration};
+
+#[derive(Args, Debug)]
+pub struct RouteArgs {
+    /// Address of the one endpoint in front of the Ollama instances (Ollama
+    /// `/api/*`, OpenAI-compatible `/v1/*`, every other path too).
+    #[arg(long, env = "LLM_ROUTER_LISTEN")]
+    listen: SocketAddr,
+    /// An Ollama instance, `host:port` or `http://host:port` (port 11434 when
+    /// absent). Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long = "backend",
+        env = "LLM_ROUTER_BACKEND",
+        value_delimiter = ',',
+        required = true,
+        value_name = "HOST:PORT"
+    )]
+    backends: Vec<BackendAddr>,
+    /// Plain-HTTP address of `/livez`, `/readyz` and `/metrics`; none without it.
+    #[arg(long, env = "LLM_ROUTER_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Time between two health checks (`GET /api/version`) of each instance.
+    #[arg(long, env = "LLM_ROUTER_HEALTH_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    health_interval: Duration,
+    /// Longest wait for one health check's answer.
+    #[arg(long, env = "LLM_ROUTER_HEALTH_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    health_timeout: Duration,
+    /// Longest wait for a TCP connection to an instance.
+    #[arg(long, env = "LLM_ROUTER_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// After SIGTERM, the longest wait for responses still streaming.
+    #[arg(long, env = "LLM_ROUTER_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Worker threads. 1, the default, runs the router on one thread: the
+    /// lowest latency and memory, and far more than an LLM instance can keep
+    /// busy. More use more cores.
+    #[arg(long, env = "LLM_ROUTER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
+    /// Log format.
+    #[arg(long, env = "LLM_ROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub fn run(args: RouteArgs) -> Result<(), String> {
+    init_logging(args.log_format);
+    let mut config = RouterConfig::new(args.listen, args.backends);
+    config.admin_listen = args.admin_listen;
+    config.health_interval = args.health_interval;
+    config.health_timeout = args.health_timeout;
+    config.connect_timeout = args.connect_timeout;
+    config.drain_timeout = args.drain_timeout;
+    config.validate()?;
+    let mut builder = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(usize::from(args.threads));
+        builder
+    };
+    let runtime = builder
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(async move {
+        let backends: Vec<String> = config.backends.iter().map(ToString::to_string).collect();
+        let router = Router::bind(config).await.map_err(|e| e.to_string())?;
+        let addr = router.local_addr().map_err(|e| e.to_string())?;
+        let admin = router.admin_addr().map_err(|e| e.to_string())?;
+        let healthy = router
+            .pool()
+            .backends()
+            .iter()
+            .filter(|b| b.is_healthy())
+            .count();
+        tracing::info!(%addr, admin = ?admin, backends = %backends.join(","), healthy, "routing");
+        let admin_text = admin.map_or_else(|| "none".to_owned(), |a| format!("http://{a}"));
+        eprintln!(
+            "llm-injector route: listening on http://{addr}, backends {}, admin {admin_text}",
+            backends.join(" "),
+        );
+        router.run(shutdown_signal()).await;
+        Ok(())
+    });
+    // Connections left after the drain timeout are dropped here, not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}

@@ -1,0 +1,262 @@
+//! What `llm-injector route` is configured with, and how its values are parsed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hyper::Uri;
+use hyper::http::uri::{Authority, Scheme};
+
+/// Ollama's default port, used when a backend names none.
+pub const OLLAMA_DEFAULT_PORT: u16 = 11434;
+
+/// The address of one Ollama instance: `host:port`, optionally written as
+/// `http://host:port` or `http://host:port/` (the form of `LLM_ENDPOINTS`).
+/// A missing port is Ollama's 11434.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendAddr(Authority);
+
+impl BackendAddr {
+    /// `host:port`, as the metrics and error messages name the instance.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The authority of upstream URIs.
+    pub fn authority(&self) -> &Authority {
+        &self.0
+    }
+
+    /// `http://host:port{path_and_query}`.
+    pub fn uri(&self, path_and_query: &str) -> Result<Uri, hyper::http::Error> {
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.0.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+impl fmt::Display for BackendAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl FromStr for BackendAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        let rest = match trimmed.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "{text:?}: scheme {scheme:?} is not supported; Ollama instances are plain http://host:port"
+                ));
+            }
+            None => trimmed,
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(format!(
+                "{text:?} is not an Ollama address such as 127.0.0.1:11434 or http://127.0.0.1:11434"
+            ));
+        }
+        let authority: Authority = rest.parse().map_err(|e| {
+            format!("{text:?} is not an Ollama address such as 127.0.0.1:11434: {e}")
+        })?;
+        if authority.host().is_empty() {
+            return Err(format!("{text:?}: the host is missing"));
+        }
+        // A port is what follows the last colon outside IPv6 brackets.
+        let port_text = rest
+            .rfind(':')
+            .map(|i| &rest[i + 1..])
+            .filter(|after| !after.contains(']'));
+        let authority = match (port_text, authority.port_u16()) {
+            (None, _) => format!("{rest}:{OLLAMA_DEFAULT_PORT}")
+                .parse()
+                .map_err(|e| format!("{text:?}: {e}"))?,
+            (Some(_), Some(0)) => {
+                return Err(format!("{text:?}: port 0 is not a port to connect to"));
+            }
+            (Some(_), Some(_)) => authority,
+            (Some(port), None) => return Err(format!("{text:?}: {port:?} is not a port")),
+        };
+        Ok(BackendAddr(authority))
+    }
+}
+
+/// Everything `route` is configured with.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Address of the proxy (the one endpoint the user's containers call).
+    pub listen: SocketAddr,
+    /// Plain-HTTP address of `/livez`, `/readyz` and `/metrics`; `None` serves no admin endpoint.
+    pub admin_listen: Option<SocketAddr>,
+    /// The Ollama instances, in order (ties of the choice go round-robin over this order).
+    pub backends: Vec<BackendAddr>,
+    /// Time between two active health checks (`GET /api/version`) of each instance.
+    pub health_interval: Duration,
+    /// Longest wait for one health check's answer.
+    pub health_timeout: Duration,
+    /// Longest wait for a TCP connection to an instance.
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections to an instance are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// After the shutdown signal, the longest wait for in-flight responses.
+    pub drain_timeout: Duration,
+}
+
+impl RouterConfig {
+    /// Defaults for the given listen address and backends, no admin endpoint.
+    pub fn new(listen: SocketAddr, backends: Vec<BackendAddr>) -> Self {
+        RouterConfig {
+            listen,
+            admin_listen: None,
+            backends,
+            health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            pool_idle_timeout: Duration::from_secs(90),
+            drain_timeout: Duration::from_secs(25),
+        }
+    }
+
+    /// Everything a start-up needs that a type cannot say: at least one
+    /// backend, none twice, time limits above zero.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.backends.is_empty() {
+            return Err("no Ollama instance to route to; give at least one --backend".to_owned());
+        }
+        for (i, backend) in self.backends.iter().enumerate() {
+            if self.backends[..i].contains(backend) {
+                return Err(format!("backend {backend} is given twice"));
+            }
+        }
+        let limits = [
+            ("health interval", self.health_interval),
+            ("health timeout", self.health_timeout),
+            ("connect timeout", self.connect_timeout),
+        ];
+        for (name, value) in limits {
+            if value.is_zero() {
+                return Err(format!("the {name} must be above zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `500ms`, `10s`, `2m`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_addresses() {
+        let cases = [
+            ("127.0.0.1:11434", Ok("127.0.0.1:11434")),
+            ("http://127.0.0.1:11435", Ok("127.0.0.1:11435")),
+            ("http://127.0.0.1:11435/", Ok("127.0.0.1:11435")),
+            (" localhost:8000 ", Ok("localhost:8000")),
+            ("localhost", Ok("localhost:11434")),
+            ("http://localhost/", Ok("localhost:11434")),
+            ("[::1]:11434", Ok("[::1]:11434")),
+            ("[::1]", Ok("[::1]:11434")),
+            ("", Err(())),
+            ("http://", Err(())),
+            ("https://127.0.0.1:11434", Err(())),
+            ("127.0.0.1:11434/api", Err(())),
+            ("user@127.0.0.1:11434", Err(())),
+            ("127.0.0.1:", Err(())),
+            ("127.0.0.1:0", Err(())),
+            ("127.0.0.1:99999", Err(())),
+            (":11434", Err(())),
+            ("a b:1", Err(())),
+        ];
+        for (text, want) in cases {
+            let got = text.parse::<BackendAddr>();
+            match want {
+                Ok(addr) => assert_eq!(got.as_ref().map(BackendAddr::as_str), Ok(addr), "{text:?}"),
+                Err(()) => assert!(got.is_err(), "{text:?} was accepted: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn upstream_uris() {
+        let backend: BackendAddr = "127.0.0.1:11434".parse().unwrap();
+        let cases = [
+            ("/api/generate", "http://127.0.0.1:11434/api/generate"),
+            ("/v1/models?x=1&y", "http://127.0.0.1:11434/v1/models?x=1&y"),
+            ("/", "http://127.0.0.1:11434/"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(backend.uri(path).unwrap().to_string(), want);
+        }
+    }
+
+    #[test]
+    fn validation() {
+        let a: BackendAddr = "127.0.0.1:1".parse().unwrap();
+        let b: BackendAddr = "127.0.0.1:2".parse().unwrap();
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let good = RouterConfig::new(listen, vec![a.clone(), b.clone()]);
+        assert_eq!(good.validate(), Ok(()));
+        let mut cases = Vec::new();
+        cases.push(RouterConfig::new(listen, vec![]));
+        cases.push(RouterConfig::new(listen, vec![a.clone(), b, a]));
+        let mut zero = good.clone();
+        zero.health_interval = Duration::ZERO;
+        cases.push(zero);
+        let mut zero = good.clone();
+        zero.health_timeout = Duration::ZERO;
+        cases.push(zero);
+        let mut zero = good;
+        zero.connect_timeout = Duration::ZERO;
+        cases.push(zero);
+        for config in cases {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("10s", Some(10_000)),
+            ("500ms", Some(500)),
+            ("2m", Some(120_000)),
+            ("3", Some(3000)),
+            ("1.5s", Some(1500)),
+            ("", None),
+            ("5h", None),
+            ("-1s", None),
+            ("s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+}
