@@ -148,7 +148,8 @@ async fn ndjson_streams_reach_the_client_before_the_backend_finishes() {
     assert_eq!(a.state.completed(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On one thread, as `route` runs by default.
+#[tokio::test(flavor = "current_thread")]
 async fn server_sent_events_pass_through_unchanged() {
     let a = FakeOllama::start("a").await;
     let router = RunningRouter::start(&[a.addr], |_| {}).await;
@@ -476,7 +477,8 @@ async fn no_healthy_backend_gives_503_json_until_one_comes_up() {
     assert_eq!(a.state.requests(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On one thread, as `route` runs by default.
+#[tokio::test(flavor = "current_thread")]
 async fn a_client_going_away_mid_stream_cancels_the_backend_stream() {
     let a = FakeOllama::start("a").await;
     let router = RunningRouter::start(&[a.addr], |_| {}).await;

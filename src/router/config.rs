@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hyper::Uri;
-use hyper::http::uri::{Authority, Scheme};
+use hyper::http::uri::{Authority, InvalidUriParts, Parts, PathAndQuery, Scheme};
 
 /// Ollama's default port, used when a backend names none.
 pub const OLLAMA_DEFAULT_PORT: u16 = 11434;
@@ -28,13 +28,17 @@ impl BackendAddr {
         &self.0
     }
 
-    /// `http://host:port{path_and_query}`.
-    pub fn uri(&self, path_and_query: &str) -> Result<Uri, hyper::http::Error> {
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.0.clone())
-            .path_and_query(path_and_query)
-            .build()
+    /// `http://host:port{path_and_query}`, `/` when there is none.
+    pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, InvalidUriParts> {
+        let mut parts = Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.0.clone());
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(parts)
     }
 }
 
@@ -208,12 +212,22 @@ mod tests {
     fn upstream_uris() {
         let backend: BackendAddr = "127.0.0.1:11434".parse().unwrap();
         let cases = [
-            ("/api/generate", "http://127.0.0.1:11434/api/generate"),
-            ("/v1/models?x=1&y", "http://127.0.0.1:11434/v1/models?x=1&y"),
-            ("/", "http://127.0.0.1:11434/"),
+            (Some("/api/generate"), "http://127.0.0.1:11434/api/generate"),
+            (
+                Some("/v1/models?x=1&y"),
+                "http://127.0.0.1:11434/v1/models?x=1&y",
+            ),
+            (Some("/"), "http://127.0.0.1:11434/"),
+            (Some("*"), "http://127.0.0.1:11434*"),
+            (None, "http://127.0.0.1:11434/"),
         ];
         for (path, want) in cases {
-            assert_eq!(backend.uri(path).unwrap().to_string(), want);
+            let path = path.map(|p| p.parse::<PathAndQuery>().unwrap());
+            assert_eq!(
+                backend.uri(path.as_ref()).unwrap().to_string(),
+                want,
+                "{path:?}"
+            );
         }
     }
 

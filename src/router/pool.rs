@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hyper::Uri;
+use hyper::http::uri::PathAndQuery;
 
 use super::config::BackendAddr;
 
@@ -25,7 +26,7 @@ impl Backend {
         // `addr` is a valid authority and the path is fixed: this cannot fail,
         // but a fallback costs nothing.
         let version_uri = addr
-            .uri("/api/version")
+            .uri(Some(&PathAndQuery::from_static("/api/version")))
             .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1/api/version"));
         Backend {
             addr,

@@ -79,11 +79,6 @@ impl Proxy {
             parts.headers.insert(HOST, value);
         }
         strip_hop_by_hop(&mut parts.headers);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
 
         let mut body = Some(body);
         let mut exclude = None;
@@ -94,13 +89,13 @@ impl Proxy {
             let Some(backend) = self.pool.backends().get(index) else {
                 return self.unavailable();
             };
-            let uri = match backend.addr().uri(&path_and_query) {
+            let uri = match backend.addr().uri(parts.uri.path_and_query()) {
                 Ok(uri) => uri,
                 Err(error) => {
                     self.metrics.proxy_error(None, ErrorReason::Unroutable);
                     return json_error(
                         StatusCode::BAD_REQUEST,
-                        &format!("cannot forward the request target {path_and_query:?}: {error}"),
+                        &format!("cannot forward the request target {}: {error}", parts.uri),
                     );
                 }
             };
@@ -129,7 +124,7 @@ impl Proxy {
                     self.metrics.response(index, head.status);
                     tracing::debug!(
                         method = %parts.method,
-                        path = %path_and_query,
+                        uri = %parts.uri,
                         backend = %backend.addr(),
                         status = head.status.as_u16(),
                         "proxied"
