@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use llm_injector::Catalog;
 
 mod certs_cli;
+mod cli_common;
 mod probe_cli;
 mod route_cli;
 mod serve_cli;
