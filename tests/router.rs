@@ -93,7 +93,8 @@ async fn requests_spread_evenly_over_equal_backends() {
 async fn a_slow_backend_gets_far_fewer_requests() {
     let slow = FakeOllama::start("slow").await;
     let fast = FakeOllama::start("fast").await;
-    slow.state.delay_ms.store(200, Ordering::SeqCst);
+    // Long enough that a loaded machine (CI) still sees the difference.
+    slow.state.delay_ms.store(1000, Ordering::SeqCst);
     let router = RunningRouter::start(&[slow.addr, fast.addr], |_| {}).await;
     let client = client();
     let url = router.url("/api/generate");
