@@ -106,16 +106,40 @@ pub async fn post(
         .and_then(|c| c.first())
         .map(|c| c.as_ref().to_vec())
         .unwrap_or_default();
-    let io = hyper_util::rt::TokioIo::new(tls);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
     let request = hyper::Request::post(path)
         .header("host", "localhost")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
+    let (status, body) = exchange(tls, request).await?;
+    Ok(Answer {
+        status,
+        body,
+        server_cert,
+    })
+}
+
+/// GETs `http://{addr}{path}` on the admin port: (status, body).
+pub async fn get_plain(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let request = hyper::Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let (status, body) = exchange(tcp, request).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// One HTTP/1.1 request on a fresh connection `io`: (status, whole body).
+async fn exchange<I>(io: I, request: hyper::Request<Full<Bytes>>) -> Result<(u16, Vec<u8>), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
     let response = sender
         .send_request(request)
         .await
@@ -128,37 +152,7 @@ pub async fn post(
         .map_err(|e| e.to_string())?
         .to_bytes()
         .to_vec();
-    Ok(Answer {
-        status,
-        body,
-        server_cert,
-    })
-}
-
-/// GETs `http://{addr}{path}` on the admin port: (status, body).
-pub async fn get_plain(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let io = hyper_util::rt::TokioIo::new(tcp);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = hyper::Request::get(path)
-        .header("host", "localhost")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, body))
 }
 
 /// Decodes the base64 `response.patch` of a review answer.
