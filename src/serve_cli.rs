@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// they are watched in the cluster.
     #[arg(long, env = "LLM_INJECTOR_CATALOG", value_delimiter = ',')]
     catalog: Vec<PathBuf>,
+    /// How often the --catalog files are re-read; a change is loaded without
+    /// a restart, a broken one is refused and the previous catalog kept.
+    #[arg(long, env = "LLM_INJECTOR_CATALOG_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    catalog_reload_interval: Duration,
     /// Namespace of catalog objects that name none.
     #[arg(
         short = 'n',
@@ -88,6 +92,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     config.addr = args.addr;
     config.admin_addr = args.admin_addr;
     config.catalog_namespace = args.namespace.clone();
+    config.catalog_reload_interval = args.catalog_reload_interval;
     config.body_limit = args.body_limit;
     config.header_read_timeout = args.header_read_timeout;
     config.shutdown_delay = args.shutdown_delay;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use llm_injector::server::tls::generate;
 use llm_injector::server::{ServeConfig, Server, TlsSource};
-use server_support::{fixture, get_plain, post, root, tls_connector};
+use server_support::{ServeProcess, fixture, get_plain, post, root, tls_connector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn local() -> SocketAddr {
@@ -232,43 +232,17 @@ fn sigterm_turns_unready_finishes_in_flight_and_exits_0() {
     runtime.block_on(async {
         let dir = server_support::TempDir::new();
         let ca_file = dir.path().join("ca.crt");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-injector"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-delay", "1s"])
-            .arg("--catalog")
-            .arg(root().join("examples/catalog"))
-            .arg("--ca-file")
-            .arg(&ca_file)
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start llm-injector serve");
-        // Read the bound addresses from the start-up log line.
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = tokio::io::BufReader::new(stderr);
-        let (mut addr, mut admin) = (None, None);
-        let mut log = String::new();
-        while addr.is_none() || admin.is_none() {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line))
-                .await
-                .expect("start-up log")
-                .unwrap();
-            assert!(n > 0, "server exited: {log}");
-            log.push_str(&line);
-            let field = |name: &str| {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                    .and_then(|v| v.parse::<SocketAddr>().ok())
-            };
-            addr = addr.or(field("addr"));
-            admin = admin.or(field("admin"));
-        }
-        let (addr, admin) = (addr.unwrap(), admin.unwrap());
-        tokio::spawn(async move {
-            let mut sink = String::new();
-            let _ = lines.read_to_string(&mut sink).await;
-        });
+        let catalog = root().join("examples/catalog");
+        let server = ServeProcess::start(&[
+            "--shutdown-delay".as_ref(),
+            "1s".as_ref(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+            "--ca-file".as_ref(),
+            ca_file.as_os_str(),
+        ])
+        .await;
+        let (addr, admin) = (server.addr, server.admin);
         let connector = tls_connector(&std::fs::read(&ca_file).unwrap());
         assert_eq!(get_plain(admin, "/readyz").await.unwrap().0, 200);
 
@@ -286,9 +260,7 @@ fn sigterm_turns_unready_finishes_in_flight_and_exits_0() {
         tls.flush().await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        let pid = child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
+        server.terminate();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (ready, text) = get_plain(admin, "/readyz").await.unwrap();
         assert_eq!(ready, 503, "readyz during shutdown: {text}");
@@ -301,6 +273,7 @@ fn sigterm_turns_unready_finishes_in_flight_and_exits_0() {
         assert!(response.starts_with("HTTP/1.1 200"), "in-flight review lost: {response}");
         assert!(response.contains("\"allowed\":true"), "{response}");
 
+        let mut child = server.child;
         let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
         assert_eq!(exit.code(), Some(0));
         assert!(post(&connector, addr, "/mutate", body).await.is_err(), "still serving after exit");

@@ -28,6 +28,11 @@ struct RejectLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CatalogLabels {
     kind: &'static str,
 }
@@ -40,6 +45,7 @@ pub struct Metrics {
     rejected: Family<RejectLabels, Counter>,
     latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
     catalog: Family<CatalogLabels, Gauge>,
+    catalog_reloads: Family<ReloadLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -56,6 +62,7 @@ impl Default for Metrics {
             latency_histogram,
         );
         let catalog = Family::<CatalogLabels, Gauge>::default();
+        let catalog_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "admission_reviews",
             "AdmissionReviews answered, by webhook, object kind, operation and outcome (allowed, patched, denied)",
@@ -76,12 +83,18 @@ impl Default for Metrics {
             "LLMEngine and LLMModel objects the server knows, by kind",
             catalog.clone(),
         );
+        registry.register(
+            "catalog_reloads",
+            "Changes of the --catalog files seen, by result (reloaded, or refused and the previous catalog kept)",
+            catalog_reloads.clone(),
+        );
         Metrics {
             registry,
             reviews,
             rejected,
             latency,
             catalog,
+            catalog_reloads,
         }
     }
 }
@@ -125,6 +138,13 @@ impl Metrics {
         self.catalog
             .get_or_create(&CatalogLabels { kind: "LLMModel" })
             .set(as_i64(models));
+    }
+
+    /// Counts one change of the catalog files: `reloaded` or `refused`.
+    pub fn catalog_reload(&self, result: &'static str) {
+        self.catalog_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

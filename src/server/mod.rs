@@ -4,6 +4,7 @@
 //! [`Server::run`] serves until the shutdown future resolves, then turns
 //! `/readyz` to 503, stops accepting, lets in-flight reviews finish and returns.
 
+mod catalog_files;
 mod cluster;
 mod listener;
 mod metrics;
@@ -22,13 +23,14 @@ use axum::body::Bytes;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
+pub use catalog_files::{CatalogReload, FileCatalog};
 pub use cluster::ClusterCatalog;
 pub use metrics::Metrics;
 pub use routes::{
     AppState, CatalogSource, Health, admin_router, fixed_response_router, webhook_router,
 };
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::CatalogError;
 use crate::inject::InjectOptions;
 
 /// Where the serving certificate comes from.
@@ -57,6 +59,8 @@ pub struct ServeConfig {
     pub catalog: Option<Vec<PathBuf>>,
     /// Namespace of catalog objects that name none.
     pub catalog_namespace: String,
+    /// How often the catalog files are re-read (with `catalog`).
+    pub catalog_reload_interval: Duration,
     /// Largest request body accepted.
     pub body_limit: usize,
     /// Time a client has to send request headers.
@@ -81,6 +85,7 @@ impl ServeConfig {
             tls,
             catalog,
             catalog_namespace: "default".to_owned(),
+            catalog_reload_interval: Duration::from_secs(10),
             body_limit: 4 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             shutdown_delay: Duration::from_secs(0),
@@ -118,6 +123,7 @@ pub struct Server {
     config: ServeConfig,
     cert_files: Option<Arc<tls::FileCerts>>,
     cluster: Option<ClusterCatalog>,
+    catalog_files: Option<Arc<FileCatalog>>,
     /// Set for a self-signed start: the CA file clients must trust.
     pub ca_file: Option<PathBuf>,
 }
@@ -162,18 +168,19 @@ impl Server {
         let tls = tls::server_config(resolver)?;
 
         let health = Arc::new(Health::default());
-        let (source, cluster): (Arc<dyn CatalogSource>, _) = match &config.catalog {
+        let (source, cluster, catalog_files): (Arc<dyn CatalogSource>, _, _) = match &config.catalog
+        {
             Some(paths) => {
-                let catalog = Catalog::load_all(paths, &config.catalog_namespace)?;
+                let files = Arc::new(FileCatalog::load(paths, &config.catalog_namespace)?);
                 health.catalog_synced.store(true, Ordering::Release);
-                (Arc::new(catalog), None)
+                (files.clone(), None, Some(files))
             }
             None => {
                 let client = kube::Client::try_default()
                     .await
                     .map_err(|e| ServeError::Kube(e.to_string()))?;
                 let cluster = ClusterCatalog::start(client);
-                (Arc::new(cluster.clone()), Some(cluster))
+                (Arc::new(cluster.clone()), Some(cluster), None)
             }
         };
 
@@ -201,6 +208,7 @@ impl Server {
             config,
             cert_files,
             cluster,
+            catalog_files,
             ca_file,
         })
     }
@@ -225,6 +233,7 @@ impl Server {
             config,
             cert_files,
             cluster,
+            catalog_files,
             ..
         } = self;
         if let TlsSource::Files {
@@ -233,6 +242,9 @@ impl Server {
             && let Some(files) = cert_files
         {
             tokio::spawn(files.watch(*reload_interval));
+        }
+        if let Some(files) = catalog_files {
+            tokio::spawn(files.watch(config.catalog_reload_interval, state.metrics.clone()));
         }
         if let Some(cluster) = cluster {
             let health = state.health.clone();

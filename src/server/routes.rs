@@ -29,6 +29,12 @@ impl CatalogSource for crate::Catalog {
     }
 }
 
+impl CatalogSource for super::catalog_files::FileCatalog {
+    fn sizes(&self) -> (usize, usize) {
+        self.current().sizes()
+    }
+}
+
 impl CatalogSource for super::cluster::ClusterCatalog {
     fn sizes(&self) -> (usize, usize) {
         super::cluster::ClusterCatalog::sizes(self)

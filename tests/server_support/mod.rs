@@ -130,6 +130,116 @@ pub async fn get_plain(addr: std::net::SocketAddr, path: &str) -> Result<(u16, S
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// A keep-alive HTTP/1.1 connection over TLS to `localhost` at `addr`, as the
+/// kube-apiserver keeps one to a webhook.
+pub async fn connect_keep_alive(
+    connector: &TlsConnector,
+    addr: std::net::SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// POSTs `body` to `path` on a keep-alive connection: (status, whole body).
+pub async fn post_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let request = hyper::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    read_response(response).await
+}
+
+/// A `llm-injector serve` child process and the addresses it logged.
+pub struct ServeProcess {
+    pub child: tokio::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+}
+
+impl ServeProcess {
+    /// Starts `llm-injector serve` on 127.0.0.1 ports of the kernel's choice
+    /// with `args` added, and waits for the start-up log line that names the
+    /// bound addresses. The rest of its log is drained (and dropped).
+    pub async fn start(args: &[&std::ffi::OsStr]) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-injector"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start llm-injector serve");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let (mut addr, mut admin) = (None, None);
+        let mut log = String::new();
+        while addr.is_none() || admin.is_none() {
+            let mut line = String::new();
+            let n = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                lines.read_line(&mut line),
+            )
+            .await
+            .expect("start-up log")
+            .expect("read log");
+            assert!(n > 0, "server exited: {log}");
+            log.push_str(&line);
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
+            };
+            addr = addr.or(field("addr"));
+            admin = admin.or(field("admin"));
+        }
+        tokio::spawn(async move {
+            let mut sink = String::new();
+            let _ = lines.read_to_string(&mut sink).await;
+        });
+        ServeProcess {
+            child,
+            addr: addr.expect("addr"),
+            admin: admin.expect("admin"),
+        }
+    }
+
+    /// Sends SIGTERM, as the kubelet does to a pod being replaced.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+}
+
 /// One HTTP/1.1 request on a fresh connection `io`: (status, whole body).
 async fn exchange<I>(io: I, request: hyper::Request<Full<Bytes>>) -> Result<(u16, Vec<u8>), String>
 where
@@ -144,6 +254,12 @@ where
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
+    read_response(response).await
+}
+
+async fn read_response(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<(u16, Vec<u8>), String> {
     let status = response.status().as_u16();
     let body = response
         .into_body()
