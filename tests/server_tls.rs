@@ -1,7 +1,8 @@
 //! The admission server over real TLS on 127.0.0.1: a client trusting the CA
 //! gets reviews answered; certificates rotate by kubelet-style symlink swap
 //! under continuous requests without losing one; a broken new pair is
-//! refused; plain HTTP on the HTTPS port gets nothing; SIGTERM drains.
+//! refused; plain HTTP on the HTTPS port gets nothing, TLS 1.0/1.1 and
+//! non-AEAD suites get an alert; SIGTERM drains.
 
 mod server_support;
 
@@ -92,8 +93,67 @@ async fn self_signed_server_answers_a_client_trusting_its_ca() {
         String::from_utf8_lossy(&buf)
     );
 
+    // Old protocol versions and suites get a TLS alert, not a session.
+    for (what, hello) in [
+        ("TLS 1.1", client_hello([3, 2], &[0x00, 0x2f])),
+        ("TLS 1.0", client_hello([3, 1], &[0x00, 0x2f])),
+        // TLS 1.2 offering only CBC suites without forward secrecy.
+        (
+            "TLS 1.2 with RSA-CBC suites",
+            client_hello([3, 3], &[0x00, 0x2f, 0x00, 0x35, 0x00, 0x3c]),
+        ),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&hello).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+        assert_eq!(
+            buf.first(),
+            Some(&0x15),
+            "{what}: expected a TLS alert record, got {buf:02x?}"
+        );
+    }
+
     stop.send(()).unwrap();
     handle.await.unwrap();
+}
+
+/// A minimal ClientHello record for protocol `version` offering `suites`
+/// (two bytes each), with SNI `localhost` and the groups and signature
+/// algorithms a modern server needs, so only the version or suites can fail.
+fn client_hello(version: [u8; 2], suites: &[u8]) -> Vec<u8> {
+    fn with_len16(body: &[u8]) -> Vec<u8> {
+        let mut out = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+    fn extension(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_be_bytes().to_vec();
+        out.extend(with_len16(body));
+        out
+    }
+    let mut sni = vec![0];
+    sni.extend(with_len16(b"localhost"));
+    let mut extensions = extension(0, &with_len16(&sni));
+    // supported_groups: x25519, secp256r1; signature_algorithms: ecdsa_p256_sha256, rsa_pss_sha256, rsa_pkcs1_sha256.
+    extensions.extend(extension(10, &with_len16(&[0x00, 0x1d, 0x00, 0x17])));
+    extensions.extend(extension(
+        13,
+        &with_len16(&[0x04, 0x03, 0x08, 0x04, 0x04, 0x01]),
+    ));
+    extensions.extend(extension(11, &[1, 0])); // ec_point_formats: uncompressed
+
+    let mut hello = version.to_vec();
+    hello.extend([7u8; 32]); // random
+    hello.push(0); // no session id
+    hello.extend(with_len16(suites));
+    hello.extend([1, 0]); // compression: null
+    hello.extend(with_len16(&extensions));
+    let mut handshake = vec![1, 0];
+    handshake.extend(with_len16(&hello));
+    let mut record = vec![0x16, 3, 1];
+    record.extend(with_len16(&handshake));
+    record
 }
 
 /// Writes a pair the way kubelet lays out a Secret volume:
