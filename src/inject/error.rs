@@ -8,7 +8,8 @@ use crate::validate::Violation;
 pub enum InjectError {
     /// The annotation is empty or is not a plain object name.
     #[error(
-        "annotation {annotation}: {value:?} is not an LLMModel name{why}; set it to the name of an LLMModel in namespace {namespace:?}"
+        "annotation {annotation}: {} is not an LLMModel name{why}; set it to the name of an LLMModel in namespace {namespace:?}",
+        shown(value)
     )]
     InvalidModelName {
         annotation: &'static str,
@@ -40,7 +41,8 @@ pub enum InjectError {
 
     /// The pod already has a container, volume or claim with a name the injector adds.
     #[error(
-        "the pod already has {what} named {name:?}, a name the injector adds for LLMModel {model:?}; rename it (names starting with llm- are reserved for injection)"
+        "the pod already has {what} named {}, a name the injector adds for LLMModel {model:?}; rename it (names starting with llm- are reserved for injection)",
+        shown(name)
     )]
     NameCollision {
         what: &'static str,
@@ -60,7 +62,8 @@ pub enum InjectError {
 
     /// A user container already uses a port an engine instance needs.
     #[error(
-        "container {container:?} declares port {port}, which {listener} of LLMModel {model:?} listens on (injected ports {first}..{last} on the pod's loopback); change the container's port or the engine's spec.port"
+        "container {} declares port {port}, which {listener} of LLMModel {model:?} listens on (injected ports {first}..{last} on the pod's loopback); change the container's port or the engine's spec.port",
+        shown(container)
     )]
     PortInUse {
         container: String,
@@ -73,7 +76,8 @@ pub enum InjectError {
 
     /// The pod asks for a different RuntimeClass than the engine needs.
     #[error(
-        "the pod sets spec.runtimeClassName {pod:?}, but LLMEngine {engine:?} needs accelerator.runtimeClassName {wanted:?}; remove the pod's runtimeClassName or use the same value"
+        "the pod sets spec.runtimeClassName {}, but LLMEngine {engine:?} needs accelerator.runtimeClassName {wanted:?}; remove the pod's runtimeClassName or use the same value",
+        shown(pod)
     )]
     RuntimeClassConflict {
         pod: String,
@@ -88,6 +92,19 @@ pub enum InjectError {
     /// The existing status annotation could not be produced (internal).
     #[error("could not serialise the injected pod: {0}")]
     Serialize(String),
+}
+
+/// Longest part of a value from the pod quoted in a message: the apiserver
+/// calls mutating webhooks before it validates the object, so a field may be
+/// megabytes long, and a message (and the log line) must not be.
+const SHOWN_CHARS: usize = 80;
+
+/// `value` quoted as by `{:?}`, cut after [`SHOWN_CHARS`] characters with its length.
+pub(crate) fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &value[..cut], value.len()),
+    }
 }
 
 fn available_hint(available: &[String], namespace: &str) -> String {
@@ -117,5 +134,29 @@ impl InjectError {
             InjectError::NoPodSpec => "no_pod_spec",
             InjectError::Serialize(_) => "internal",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn shown_quotes_and_bounds_values() {
+        for (value, expected) in [
+            ("qwen", "\"qwen\"".to_owned()),
+            ("", "\"\"".to_owned()),
+            ("a\0b", "\"a\\0b\"".to_owned()),
+            (&"é".repeat(80), format!("{:?}", "é".repeat(80))),
+            (
+                &"é".repeat(81),
+                format!("{:?}... (162 bytes)", "é".repeat(80)),
+            ),
+        ] {
+            assert_eq!(shown(value), expected, "{value:?}");
+        }
+        let huge = "a".repeat(3 << 20);
+        assert!(shown(&huge).len() < 120);
+        assert!(shown(&huge).ends_with("... (3145728 bytes)"));
     }
 }
