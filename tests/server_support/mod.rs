@@ -93,12 +93,7 @@ pub async fn post(
     path: &str,
     body: Vec<u8>,
 ) -> Result<Answer, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from("localhost").expect("name");
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
+    let tls = tls_to_localhost(connector, addr).await?;
     let server_cert = tls
         .get_ref()
         .1
@@ -106,12 +101,7 @@ pub async fn post(
         .and_then(|c| c.first())
         .map(|c| c.as_ref().to_vec())
         .unwrap_or_default();
-    let request = hyper::Request::post(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let (status, body) = exchange(tls, request).await?;
+    let (status, body) = post_on(&mut http1(tls).await?, path, body).await?;
     Ok(Answer {
         status,
         body,
@@ -126,8 +116,38 @@ pub async fn get_plain(addr: std::net::SocketAddr, path: &str) -> Result<(u16, S
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let (status, body) = exchange(tcp, request).await?;
+    let response = http1(tcp)
+        .await?
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (status, body) = read_response(response).await?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A TLS connection to `localhost` at `addr`.
+async fn tls_to_localhost(
+    connector: &TlsConnector,
+    addr: std::net::SocketAddr,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").expect("name");
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))
+}
+
+/// An HTTP/1.1 client connection over `io`, driven in the background.
+async fn http1<I>(io: I) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 /// A keep-alive HTTP/1.1 connection over TLS to `localhost` at `addr`, as the
@@ -136,17 +156,7 @@ pub async fn connect_keep_alive(
     connector: &TlsConnector,
     addr: std::net::SocketAddr,
 ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from("localhost").expect("name");
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok(sender)
+    http1(tls_to_localhost(connector, addr).await?).await
 }
 
 /// POSTs `body` to `path` on a keep-alive connection: (status, whole body).
@@ -238,23 +248,6 @@ impl ServeProcess {
             .expect("kill");
         assert!(status.success(), "kill -TERM {pid}");
     }
-}
-
-/// One HTTP/1.1 request on a fresh connection `io`: (status, whole body).
-async fn exchange<I>(io: I, request: hyper::Request<Full<Bytes>>) -> Result<(u16, Vec<u8>), String>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    read_response(response).await
 }
 
 async fn read_response(
