@@ -1,0 +1,9 @@
+#![no_main]
+//! Raw bytes as the body of a POST /mutate: never a panic; an AdmissionReview
+//! response for the request's uid, or a 400 (see src/lib.rs, check_mutate).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    let _ = llm_injector_fuzz::check_mutate(body);
+});
