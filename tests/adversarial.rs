@@ -28,15 +28,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
 use llm_injector::server::{AppState, Health, Metrics, webhook_router};
 use llm_injector::{Catalog, InjectOptions, MODEL_ANNOTATION, ModelLookup, STATUS_ANNOTATION};
 use serde_json::{Value, json};
-use server_support::{fixture_json, patch_of, root};
-use tower::ServiceExt;
+use server_support::{fixture_json, oneshot, patch_of, root};
 
 /// The body limit of `serve` (and of these tests).
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -98,24 +95,7 @@ impl Route {
 
 /// POSTs `body` to the route: (status, raw answer).
 async fn call(state: &AppState, route: Route, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder()
-        .method("POST")
-        .uri(route.path())
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .expect("request");
-    let response = webhook_router(state.clone())
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes.to_vec())
+    oneshot(webhook_router(state.clone()), "POST", route.path(), body).await
 }
 
 // ---------------------------------------------------------------------------

@@ -6,15 +6,12 @@ mod server_support;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use llm_injector::manifest::{SourceDocument, inject_documents};
 use llm_injector::server::{AppState, Health, Metrics, admin_router, webhook_router};
 use llm_injector::{Catalog, InjectOptions};
 use serde_json::{Value, json};
-use server_support::{fixture, fixture_json, patch_of, root};
-use tower::ServiceExt;
+use server_support::{fixture, fixture_json, oneshot, patch_of, root};
 
 fn state() -> AppState {
     let catalog = Catalog::load(&root().join("examples/catalog"), "default").expect("catalog");
@@ -30,31 +27,8 @@ fn state() -> AppState {
     }
 }
 
-async fn call(
-    router: axum::Router,
-    method: &str,
-    path: &str,
-    body: Vec<u8>,
-) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .expect("request");
-    let response = router.oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes.to_vec())
-}
-
 async fn mutate(state: &AppState, body: Vec<u8>) -> (StatusCode, Value) {
-    let (status, bytes) = call(
+    let (status, bytes) = oneshot(
         webhook_router(state.clone()),
         "POST",
         "/mutate?timeout=5s",
@@ -295,14 +269,14 @@ async fn admin_routes() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let admin = admin_router(state.clone());
-    let (status, body) = call(admin.clone(), "GET", "/livez", Vec::new()).await;
+    let (status, body) = oneshot(admin.clone(), "GET", "/livez", Vec::new()).await;
     assert_eq!(
         (status, body.as_slice()),
         (StatusCode::OK, b"ok\n".as_slice())
     );
-    let (status, _) = call(admin.clone(), "GET", "/readyz", Vec::new()).await;
+    let (status, _) = oneshot(admin.clone(), "GET", "/readyz", Vec::new()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = call(admin.clone(), "GET", "/metrics", Vec::new()).await;
+    let (status, body) = oneshot(admin.clone(), "GET", "/metrics", Vec::new()).await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(body).unwrap();
     for line in [
@@ -315,9 +289,9 @@ async fn admin_routes() {
         assert!(text.contains(line), "metrics lack {line:?}:\n{text}");
     }
     // The admin port changes nothing: no write routes.
-    let (status, _) = call(admin.clone(), "POST", "/metrics", Vec::new()).await;
+    let (status, _) = oneshot(admin.clone(), "POST", "/metrics", Vec::new()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    let (status, _) = call(
+    let (status, _) = oneshot(
         admin.clone(),
         "POST",
         "/mutate",
@@ -327,13 +301,13 @@ async fn admin_routes() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     state.health.shutting_down.store(true, Ordering::Release);
-    let (status, body) = call(admin, "GET", "/readyz", Vec::new()).await;
+    let (status, body) = oneshot(admin, "GET", "/readyz", Vec::new()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(String::from_utf8_lossy(&body).contains("shutting down"));
 }
 
 async fn validate(state: &AppState, body: Vec<u8>) -> (StatusCode, Value) {
-    let (status, bytes) = call(
+    let (status, bytes) = oneshot(
         webhook_router(state.clone()),
         "POST",
         "/validate?timeout=5s",

@@ -273,3 +273,28 @@ pub fn patch_of(review: &serde_json::Value) -> Option<json_patch::Patch> {
         .expect("base64 patch");
     Some(serde_json::from_slice(&bytes).expect("patch JSON"))
 }
+
+/// Calls `router` in memory with `oneshot` (no network): (status, whole body).
+pub async fn oneshot(
+    router: axum::Router,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let response = router.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, bytes.to_vec())
+}
