@@ -223,6 +223,28 @@ async fn request_bodies_are_streamed_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let a = FakeOllama::start("a").await;
+    let router = RunningRouter::start(&[a.addr], |_| {}).await;
+    // Sequential requests, each on a new client connection: the router still
+    // needs only one upstream connection (plus the health checks' own).
+    for i in 0..50 {
+        let request = post_json(
+            "/api/generate",
+            &json!({"model": "m", "prompt": i, "stream": false}),
+        );
+        let (status, _, _) = send(router.addr, request).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    assert_eq!(a.state.requests(), 50);
+    let connections = a.state.connections.load(Ordering::SeqCst);
+    assert!(
+        connections <= 3,
+        "{connections} upstream connections for 50 requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_pass_through_and_hop_by_hop_headers_do_not() {
     let a = FakeOllama::start("a").await;
     let router = RunningRouter::start(&[a.addr], |_| {}).await;

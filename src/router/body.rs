@@ -12,6 +12,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 
 use super::metrics::{ErrorReason, Metrics};
 use super::pool::InFlight;
+use super::upstream::Lease;
 
 /// A request body that stays in a shared slot until it is first read.
 pub struct OnceBody<B> {
@@ -91,19 +92,39 @@ impl<B: Body + Unpin> Body for OnceBody<B> {
 
 /// An upstream response body on its way to the client, frame by frame. It
 /// holds the request's [`InFlight`] guard until the body ends or is dropped
-/// (by the client going away), and counts a failure mid-stream.
+/// (by the client going away), and counts a failure mid-stream. Its
+/// connection goes back to the idle stack when the body has ended, and is
+/// closed when it is dropped before that (which cancels the request upstream).
 pub struct Streamed {
     inner: Incoming,
     in_flight: Option<InFlight>,
+    lease: Option<Lease>,
     metrics: Arc<Metrics>,
 }
 
 impl Streamed {
-    pub fn new(inner: Incoming, in_flight: InFlight, metrics: Arc<Metrics>) -> Self {
+    pub fn new(inner: Incoming, in_flight: InFlight, lease: Lease, metrics: Arc<Metrics>) -> Self {
         Streamed {
             inner,
             in_flight: Some(in_flight),
+            lease: Some(lease),
             metrics,
+        }
+    }
+
+    fn ended(&mut self) {
+        self.in_flight = None;
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        // A body the server stopped polling because it knew the length.
+        if self.inner.is_end_stream() {
+            self.ended();
         }
     }
 }
@@ -118,10 +139,9 @@ impl Body for Streamed {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => {
-                self.in_flight = None;
-            }
+            Poll::Ready(None) => self.ended(),
             Poll::Ready(Some(Err(error))) => {
+                self.lease = None;
                 if let Some(guard) = self.in_flight.take() {
                     let backend = guard.backend().map(|b| b.addr().to_string());
                     tracing::warn!(

@@ -22,6 +22,7 @@ mod listener;
 mod metrics;
 mod pool;
 mod proxy;
+mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;

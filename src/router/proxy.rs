@@ -12,29 +12,26 @@ use std::time::Duration;
 use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::http::uri::PathAndQuery;
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 
 use super::body::{OnceBody, Streamed};
 use super::health;
 use super::metrics::{ErrorReason, Metrics};
 use super::pool::Pool;
-
-/// The pooled keep-alive client to the instances.
-pub type UpstreamClient = Client<HttpConnector, OnceBody<Incoming>>;
+use super::upstream::{SendError, Upstream};
 
 /// A response to the client: an instance's, streamed, or one of the router's own.
 pub type ProxyBody = Either<Streamed, Full<Bytes>>;
 
-/// The proxy's shared state: the pool, the metrics and the upstream client.
+/// The proxy's shared state: the pool, the metrics and the upstream connections.
 pub struct Proxy {
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
-    client: UpstreamClient,
+    upstream: Upstream,
 }
 
 impl Proxy {
@@ -46,17 +43,11 @@ impl Proxy {
         connect_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle_timeout)
-            .build(connector);
+        let upstream = Upstream::new(pool.backends().len(), connect_timeout, idle_timeout);
         Proxy {
             pool,
             metrics,
-            client,
+            upstream,
         }
     }
 
@@ -79,6 +70,14 @@ impl Proxy {
             parts.headers.insert(HOST, value);
         }
         strip_hop_by_hop(&mut parts.headers);
+        // Upstream requests are origin-form: the path and query only.
+        let target = Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
 
         let mut body = Some(body);
         let mut exclude = None;
@@ -89,37 +88,32 @@ impl Proxy {
             let Some(backend) = self.pool.backends().get(index) else {
                 return self.unavailable();
             };
-            let uri = match backend.addr().uri(parts.uri.path_and_query()) {
-                Ok(uri) => uri,
-                Err(error) => {
-                    self.metrics.proxy_error(None, ErrorReason::Unroutable);
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("cannot forward the request target {}: {error}", parts.uri),
-                    );
-                }
-            };
             let Some(unsent) = body.take() else {
                 return self.unavailable();
             };
             // A connection failure may be retried once, elsewhere: keep the
             // headers for it when there is an elsewhere.
             let retry_possible = exclude.is_none() && self.pool.backends().len() > 1;
-            let headers = if retry_possible {
+            let mut headers = if retry_possible {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
             };
+            if !headers.contains_key(HOST)
+                && let Ok(host) = HeaderValue::from_str(backend.addr().as_str())
+            {
+                headers.insert(HOST, host);
+            }
             let (once, reclaim) = OnceBody::new(unsent);
             let mut upstream = Request::new(once);
             *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = uri;
+            *upstream.uri_mut() = target.clone();
             *upstream.version_mut() = Version::HTTP_11;
             *upstream.headers_mut() = headers;
 
             let in_flight = self.pool.start(index);
-            match self.client.request(upstream).await {
-                Ok(response) => {
+            match self.upstream.send(index, backend.addr(), upstream).await {
+                Ok((response, lease)) => {
                     let (mut head, incoming) = response.into_parts();
                     self.metrics.response(index, head.status);
                     tracing::debug!(
@@ -131,12 +125,11 @@ impl Proxy {
                     );
                     strip_hop_by_hop(&mut head.headers);
                     head.version = client_version;
-                    let body = Streamed::new(incoming, in_flight, Arc::clone(&self.metrics));
+                    let body = Streamed::new(incoming, in_flight, lease, Arc::clone(&self.metrics));
                     return Response::from_parts(head, Either::Left(body));
                 }
-                Err(error) if error.is_connect() => {
+                Err(SendError::Connect(reason)) => {
                     drop(in_flight);
-                    let reason = health::reason(&error);
                     backend.mark_down(&reason);
                     self.metrics.proxy_error(Some(index), ErrorReason::Connect);
                     // Nothing reached the instance: the body is still unread.
@@ -156,7 +149,7 @@ impl Proxy {
                         ),
                     );
                 }
-                Err(error) => {
+                Err(SendError::Exchange(error)) => {
                     let reason = health::reason(&error);
                     self.metrics.proxy_error(Some(index), ErrorReason::Upstream);
                     tracing::warn!(backend = %backend.addr(), %reason, "Ollama instance failed before answering");
@@ -202,17 +195,18 @@ fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1),
-/// besides those named in `Connection`.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// besides those named in `Connection`. Constants, so removing them parses
+/// no header name per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Removes hop-by-hop headers, and the headers `Connection` names.
@@ -229,7 +223,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }

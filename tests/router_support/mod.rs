@@ -57,6 +57,8 @@ pub struct FakeState {
     pub recorded: Mutex<Vec<Recorded>>,
     /// While false, `/api/version` answers 500.
     pub version_ok: AtomicBool,
+    /// TCP connections accepted (health checks' included).
+    pub connections: AtomicUsize,
 }
 
 impl FakeState {
@@ -72,6 +74,7 @@ impl FakeState {
             uploaded: AtomicUsize::new(0),
             recorded: Mutex::new(Vec::new()),
             version_ok: AtomicBool::new(true),
+            connections: AtomicUsize::new(0),
         })
     }
 
@@ -122,12 +125,14 @@ impl FakeOllama {
         let (killed, kill_rx) = tokio::sync::watch::channel(false);
         let open = Arc::new(AtomicUsize::new(0));
         let counter = open.clone();
+        let seen = state.clone();
         let server = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                seen.connections.fetch_add(1, Ordering::SeqCst);
                 let service = TowerToHyperService::new(app.clone());
                 let mut kill_rx = kill_rx.clone();
                 let counter = counter.clone();
