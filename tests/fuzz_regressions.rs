@@ -417,3 +417,25 @@ fn outcome_histogram() {
         println!("{what:16} {outcome:8} {n}");
     }
 }
+
+/// Replays a directory (or file) of fuzz inputs on stable and prints each
+/// outcome, to triage a corpus or `fuzz/artifacts/`:
+/// `FUZZ_REPLAY=mutate_body:fuzz/artifacts/mutate_body cargo test --release --test fuzz_regressions -- --ignored --nocapture replay_dir`
+#[test]
+#[ignore = "a tool, not a check (set FUZZ_REPLAY=<target>:<path>, run with --ignored --nocapture)"]
+fn replay_dir() {
+    let Ok(spec) = std::env::var("FUZZ_REPLAY") else {
+        return;
+    };
+    let (target, path) = spec.split_once(':').expect("FUZZ_REPLAY=<target>:<path>");
+    let path = repo_root().join(path);
+    let inputs = if path.is_dir() {
+        files(&path)
+    } else {
+        vec![path]
+    };
+    for input in inputs {
+        let len = std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0);
+        println!("{:8} {len:6} {}", replay(target, &input), input.display());
+    }
+}
