@@ -2,11 +2,15 @@
 //!
 //! [`inject`] turns a typed pod or pod template, an `LLMModel` and its
 //! `LLMEngine` into the injected object and the RFC 6902 patch between the
-//! two (`json_patch::diff` of both serialised from the same typed value).
-//! [`inject_requested`] adds the opt-in and lookup steps around it. Nothing
-//! here touches HTTP, TLS, a client or a clock.
+//! two (`json_patch::diff` of both serialised from the same typed value, or
+//! rather of the parts injection may change: see [`touched_json`]).
+//! [`inject_requested`] adds the opt-in and lookup steps around it;
+//! [`inject_requested_patch`] is the same without the injected object, for
+//! the webhook, which only answers the patch. Nothing here touches HTTP, TLS,
+//! a client or a clock.
 
 mod containers;
+mod diff;
 mod error;
 mod options;
 mod plan;
@@ -15,6 +19,8 @@ mod user;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
 
 pub use containers::{
     CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, MODEL_MOUNT_PATH, MODEL_VOLUME, PULL_CONTAINER,
@@ -34,6 +40,8 @@ use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
 pub trait PodLike: Serialize + Clone {
     /// The pod's metadata, where the opt-in annotation is read.
     fn pod_metadata(&self) -> Option<&ObjectMeta>;
+    /// The pod's spec, if it has one.
+    fn pod_spec(&self) -> Option<&PodSpec>;
     /// Metadata and spec to mutate; metadata is created when absent.
     fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError>;
     /// A copy without `metadata.managedFields`, which injection never changes
@@ -65,6 +73,9 @@ impl PodLike for Pod {
     fn pod_metadata(&self) -> Option<&ObjectMeta> {
         Some(&self.metadata)
     }
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref()
+    }
     fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError> {
         let spec = self.spec.as_mut().ok_or(InjectError::NoPodSpec)?;
         Ok((&mut self.metadata, spec))
@@ -81,6 +92,9 @@ impl PodLike for Pod {
 impl PodLike for PodTemplateSpec {
     fn pod_metadata(&self) -> Option<&ObjectMeta> {
         self.metadata.as_ref()
+    }
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref()
     }
     fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError> {
         let spec = self.spec.as_mut().ok_or(InjectError::NoPodSpec)?;
@@ -181,6 +195,25 @@ pub struct Injected<P> {
     pub status: InjectionStatus,
 }
 
+/// The JSON Patch of an injection without the injected object: what the
+/// webhook answers.
+#[derive(Debug, Clone)]
+pub struct Patched {
+    pub patch: json_patch::Patch,
+    pub status: InjectionStatus,
+}
+
+/// The result of [`inject_requested_patch`].
+#[derive(Debug, Clone)]
+pub enum PatchOutcome {
+    /// The pod did not ask for injection; it must be left untouched.
+    NotRequested,
+    /// The pod is already injected; nothing changes.
+    AlreadyInjected,
+    /// The pod is to be injected with this patch.
+    Patched(Box<Patched>),
+}
+
 /// The result of [`inject_requested`].
 #[derive(Debug, Clone)]
 pub enum Outcome<P> {
@@ -200,9 +233,47 @@ pub fn inject_requested<P: PodLike, L: ModelLookup + ?Sized>(
     lookup: &L,
     options: &InjectOptions,
 ) -> Result<Outcome<P>, InjectError> {
+    match resolve(obj, namespace, lookup)? {
+        Resolved::NotRequested => Ok(Outcome::NotRequested),
+        Resolved::AlreadyInjected => Ok(Outcome::AlreadyInjected),
+        Resolved::Model(model, engine) => {
+            inject(obj, &model, &engine, options).map(|i| Outcome::Injected(Box::new(i)))
+        }
+    }
+}
+
+/// [`inject_requested`] without the injected object: the same checks, errors
+/// and patch, for callers that only need the patch (the webhook).
+pub fn inject_requested_patch<P: PodLike, L: ModelLookup + ?Sized>(
+    obj: &P,
+    namespace: &str,
+    lookup: &L,
+    options: &InjectOptions,
+) -> Result<PatchOutcome, InjectError> {
+    match resolve(obj, namespace, lookup)? {
+        Resolved::NotRequested => Ok(PatchOutcome::NotRequested),
+        Resolved::AlreadyInjected => Ok(PatchOutcome::AlreadyInjected),
+        Resolved::Model(model, engine) => {
+            inject_patch(obj, &model, &engine, options).map(|p| PatchOutcome::Patched(Box::new(p)))
+        }
+    }
+}
+
+/// What the annotations of a pod ask for, with the model and engine looked up.
+enum Resolved {
+    NotRequested,
+    AlreadyInjected,
+    Model(Arc<LLMModel>, Arc<LLMEngine>),
+}
+
+fn resolve<P: PodLike, L: ModelLookup + ?Sized>(
+    obj: &P,
+    namespace: &str,
+    lookup: &L,
+) -> Result<Resolved, InjectError> {
     let name = match requested_model(obj.pod_metadata()) {
-        Request::NotRequested => return Ok(Outcome::NotRequested),
-        Request::AlreadyInjected => return Ok(Outcome::AlreadyInjected),
+        Request::NotRequested => return Ok(Resolved::NotRequested),
+        Request::AlreadyInjected => return Ok(Resolved::AlreadyInjected),
         Request::Model(name) => name,
     };
     check_model_name(name, namespace)?;
@@ -222,7 +293,7 @@ pub fn inject_requested<P: PodLike, L: ModelLookup + ?Sized>(
                 model: name.to_owned(),
                 engine: engine_name.clone(),
             })?;
-    inject(obj, &model, &engine, options).map(|i| Outcome::Injected(Box::new(i)))
+    Ok(Resolved::Model(model, engine))
 }
 
 /// Injects `model` served by `engine` into `obj` (which must not be injected yet).
@@ -233,18 +304,132 @@ pub fn inject<P: PodLike>(
     options: &InjectOptions,
 ) -> Result<Injected<P>, InjectError> {
     let plan = Plan::new(model, engine, options)?;
-    // managedFields never change; keep them out of both sides of the diff.
-    let before = obj.clone_without_managed_fields();
-    let mut after = before.clone();
+    let mut after = obj.clone();
     let (meta, spec) = after.parts_mut()?;
     let status = mutate(meta, spec, &plan)?;
-    let patch = json_patch::diff(&to_json(&before)?, &to_json(&after)?);
-    after.parts_mut()?.0.managed_fields = obj.pod_metadata().and_then(|m| m.managed_fields.clone());
+    let patch = patch_between(obj, &after)?;
     Ok(Injected {
         object: after,
         patch,
         status,
     })
+}
+
+/// [`inject`] without the injected object: the same errors and the same patch.
+pub fn inject_patch<P: PodLike>(
+    obj: &P,
+    model: &LLMModel,
+    engine: &LLMEngine,
+    options: &InjectOptions,
+) -> Result<Patched, InjectError> {
+    let plan = Plan::new(model, engine, options)?;
+    // managedFields never change and are not part of the patch: not copied.
+    let mut after = obj.clone_without_managed_fields();
+    let (meta, spec) = after.parts_mut()?;
+    let status = mutate(meta, spec, &plan)?;
+    let patch = patch_between(obj, &after)?;
+    Ok(Patched { patch, status })
+}
+
+/// `json_patch::diff` of `before` and `after` (`after` being `before` as
+/// [`mutate`] left it), both serialised without `metadata.managedFields`.
+///
+/// Only the parts [`mutate`] may change are serialised and diffed (see
+/// [`touched_json`]): every other field is equal on both sides, and equal
+/// fields add no operation to a diff, so the patch is the same as the diff of
+/// the whole objects (`tests/patch_equivalence.rs` checks it). The diff is
+/// [`diff::diff`], which moves the added values instead of cloning them.
+fn patch_between<P: PodLike>(before: &P, after: &P) -> Result<json_patch::Patch, InjectError> {
+    let before_spec = before.pod_spec().ok_or(InjectError::NoPodSpec)?;
+    let after_spec = after.pod_spec().ok_or(InjectError::NoPodSpec)?;
+    let kept = Kept::of(before_spec);
+    let left = touched_json(before.pod_metadata(), before_spec, &kept)?;
+    let right = touched_json(after.pod_metadata(), after_spec, &kept)?;
+    Ok(diff::diff(&left, right))
+}
+
+/// How many entries of the lists [`mutate`] appends to the pod had before:
+/// those entries are never changed.
+struct Kept {
+    init_containers: usize,
+    volumes: usize,
+    resource_claims: usize,
+}
+
+impl Kept {
+    fn of(spec: &PodSpec) -> Self {
+        Kept {
+            init_containers: spec.init_containers.as_ref().map_or(0, Vec::len),
+            volumes: spec.volumes.as_ref().map_or(0, Vec::len),
+            resource_claims: spec.resource_claims.as_ref().map_or(0, Vec::len),
+        }
+    }
+}
+
+/// The JSON of the parts of a pod that [`mutate`] may change, at the paths
+/// they have in the whole pod's JSON: `metadata.annotations`,
+/// `spec.containers[*].env`, `spec.initContainers`, `spec.volumes`,
+/// `spec.resourceClaims` and `spec.runtimeClassName`. Everything else is
+/// left out; so are the first `kept` entries of the lists mutate appends to
+/// (each written as `{}`, which keeps the indexes of the entries after them).
+/// A field absent from the pod is absent here, as in the pod's JSON.
+fn touched_json(
+    meta: Option<&ObjectMeta>,
+    spec: &PodSpec,
+    kept: &Kept,
+) -> Result<Value, InjectError> {
+    let mut spec_json = Map::new();
+    let containers = spec
+        .containers
+        .iter()
+        .map(|c| {
+            let mut container = Map::new();
+            if let Some(env) = &c.env {
+                container.insert("env".to_owned(), to_json(env)?);
+            }
+            Ok(Value::Object(container))
+        })
+        .collect::<Result<Vec<_>, InjectError>>()?;
+    spec_json.insert("containers".to_owned(), Value::Array(containers));
+    if let Some(init) = &spec.init_containers {
+        spec_json.insert(
+            "initContainers".to_owned(),
+            appended_json(init, kept.init_containers)?,
+        );
+    }
+    if let Some(claims) = &spec.resource_claims {
+        spec_json.insert(
+            "resourceClaims".to_owned(),
+            appended_json(claims, kept.resource_claims)?,
+        );
+    }
+    if let Some(class) = &spec.runtime_class_name {
+        spec_json.insert("runtimeClassName".to_owned(), Value::String(class.clone()));
+    }
+    if let Some(volumes) = &spec.volumes {
+        spec_json.insert("volumes".to_owned(), appended_json(volumes, kept.volumes)?);
+    }
+    let mut pod = Map::new();
+    if let Some(meta) = meta {
+        let mut meta_json = Map::new();
+        if let Some(annotations) = &meta.annotations {
+            meta_json.insert("annotations".to_owned(), to_json(annotations)?);
+        }
+        pod.insert("metadata".to_owned(), Value::Object(meta_json));
+    }
+    pod.insert("spec".to_owned(), Value::Object(spec_json));
+    Ok(Value::Object(pod))
+}
+
+/// A list as JSON, its first `kept` entries written as `{}`.
+fn appended_json<T: Serialize>(list: &[T], kept: usize) -> Result<Value, InjectError> {
+    let kept = kept.min(list.len());
+    let mut out = Vec::with_capacity(list.len());
+    out.resize_with(kept, || Value::Object(Map::new()));
+    for item in &list[kept..] {
+        out.push(to_json(item)?);
+    }
+    Ok(Value::Array(out))
 }
 
 fn to_json(value: &impl Serialize) -> Result<serde_json::Value, InjectError> {

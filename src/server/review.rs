@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
-use crate::inject::{InjectOptions, Outcome, inject_requested};
+use crate::inject::{InjectOptions, PatchOutcome, inject_requested_patch};
 
 /// The only AdmissionReview version served.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -108,7 +108,7 @@ impl Decision {
     /// of byte values, more than twice the size).
     pub fn into_body(self) -> Vec<u8> {
         let mut response = self.response;
-        let mut patch_b64 = None;
+        let mut patch_json = None;
         match self.verdict {
             Verdict::Allow { warnings } => {
                 response.warnings = (!warnings.is_empty()).then_some(warnings);
@@ -117,18 +117,23 @@ impl Decision {
                 response.warnings = (!warnings.is_empty()).then_some(warnings);
                 if !patch.is_empty() {
                     // Serialising a Patch of JSON values cannot fail.
-                    if let Ok(with_patch) = response.clone().with_patch(patch) {
-                        response = with_patch;
-                        patch_b64 = response
-                            .patch
-                            .take()
-                            .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+                    if let Ok(json) = serde_json::to_vec(&patch) {
+                        // with_patch sets patchType (a private field); the
+                        // bytes it serialises here are the two of `[]`,
+                        // replaced below by the base64 of the real patch.
+                        if let Ok(with_patch) =
+                            response.clone().with_patch(json_patch::Patch(Vec::new()))
+                        {
+                            response = with_patch;
+                            response.patch = None;
+                            patch_json = Some(json);
+                        }
                     }
                 }
             }
             Verdict::Deny { message } => response = response.deny(message),
         }
-        encode_review(response.into_review(), patch_b64)
+        encode_review(response.into_review(), patch_json.as_deref())
     }
 }
 
@@ -150,7 +155,9 @@ struct ResponseOut<'a> {
     patch: Option<&'a str>,
 }
 
-fn encode_review(review: AdmissionReview<DynamicObject>, patch_b64: Option<String>) -> Vec<u8> {
+/// Encodes the review; `patch_json` (the JSON Patch) becomes the base64
+/// string of `response.patch`.
+fn encode_review(review: AdmissionReview<DynamicObject>, patch_json: Option<&[u8]>) -> Vec<u8> {
     let Some(response) = review.response.as_ref() else {
         return serde_json::to_vec(&review).unwrap_or_default();
     };
@@ -159,10 +166,33 @@ fn encode_review(review: AdmissionReview<DynamicObject>, patch_b64: Option<Strin
         kind: &review.types.kind,
         response: ResponseOut {
             response,
-            patch: patch_b64.as_deref(),
+            // Serialised empty, then filled in place, below.
+            patch: patch_json.map(|_| ""),
         },
     };
-    serde_json::to_vec(&out).unwrap_or_default()
+    let Ok(mut body) = serde_json::to_vec(&out) else {
+        return Vec::new();
+    };
+    if let Some(json) = patch_json {
+        // `patch` is the last field of the last object: the body ends with
+        // `"patch":""}}`. Base64 needs no JSON escaping, so the encoded patch
+        // goes between those quotes as it is, without serde_json's escaping
+        // scan of a string of several kilobytes.
+        const TAIL: &[u8] = b"\"}}";
+        debug_assert!(body.ends_with(b"\"patch\":\"\"}}"));
+        body.truncate(body.len() - TAIL.len());
+        let start = body.len();
+        body.resize(
+            start + base64::encoded_len(json.len(), true).unwrap_or(0),
+            0,
+        );
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(json, &mut body[start..])
+            .unwrap_or(0);
+        body.truncate(start + written);
+        body.extend_from_slice(TAIL);
+    }
+    body
 }
 
 fn operation_name(op: &Operation) -> &'static str {
@@ -211,11 +241,18 @@ pub fn mutate<L: ModelLookup + ?Sized>(
     lookup: &L,
     options: &InjectOptions,
 ) -> Result<Decision, BadReview> {
-    match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+    // A LeanPod decodes exactly when a Pod does (see `lean`).
+    match serde_json::from_slice::<AdmissionReview<lean::LeanPod>>(body) {
         Ok(review) => Ok(mutate_pod(check_review(review)?, lookup, options)),
-        Err(pod_error) => {
+        Err(_) => {
             // Not a pod review: decode generically to answer it anyway.
-            let review: AdmissionReview<DynamicObject> = decode_generic(body, pod_error)?;
+            let review: AdmissionReview<DynamicObject> = decode_generic(body, || {
+                // The error of the typed decode, for a body that is not JSON.
+                serde_json::from_slice::<AdmissionReview<Pod>>(body)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            })?;
             let request = check_review(review)?;
             Ok(mutate_other(&request))
         }
@@ -224,23 +261,23 @@ pub fn mutate<L: ModelLookup + ?Sized>(
 
 fn decode_generic<T: kube::Resource + for<'de> serde::Deserialize<'de>>(
     body: &[u8],
-    typed_error: serde_json::Error,
+    typed_error: impl FnOnce() -> String,
 ) -> Result<AdmissionReview<T>, BadReview> {
     match serde_json::from_slice::<AdmissionReview<T>>(body) {
         Ok(review) => Ok(review),
         Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
-            Err(BadReview::NotJson(typed_error.to_string()))
+            Err(BadReview::NotJson(typed_error()))
         }
         Err(e) => Err(BadReview::NotReview(e.to_string())),
     }
 }
 
 fn mutate_pod<L: ModelLookup + ?Sized>(
-    request: AdmissionRequest<Pod>,
+    request: AdmissionRequest<lean::LeanPod>,
     lookup: &L,
     options: &InjectOptions,
 ) -> Decision {
-    let pod = request.object.as_ref();
+    let pod = request.object.as_ref().map(|lean| &lean.0);
     let generated = pod
         .and_then(|p| p.metadata.generate_name.as_deref())
         .map(|g| format!("{g}*"));
@@ -254,12 +291,12 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                 .as_deref()
                 .or(pod.metadata.namespace.as_deref())
                 .unwrap_or("default");
-            match inject_requested(pod, namespace, lookup, options) {
-                Ok(Outcome::Injected(injected)) => Verdict::Patch {
-                    patch: injected.patch,
+            match inject_requested_patch(pod, namespace, lookup, options) {
+                Ok(PatchOutcome::Patched(patched)) => Verdict::Patch {
+                    patch: patched.patch,
                     warnings: Vec::new(),
                 },
-                Ok(Outcome::NotRequested | Outcome::AlreadyInjected) => Verdict::Allow {
+                Ok(PatchOutcome::NotRequested | PatchOutcome::AlreadyInjected) => Verdict::Allow {
                     warnings: Vec::new(),
                 },
                 Err(error) => Verdict::Deny {
@@ -390,4 +427,664 @@ fn typed<T: serde::de::DeserializeOwned>(
     let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
     serde_json::from_value(value)
         .map_err(|e| format!("the object does not decode as a {kind}: {e}"))
+}
+
+/// Pods for `/mutate`, decoded without keeping
+/// `metadata.managedFields[*].fieldsV1`, the largest part of most pods and one
+/// the review never reads (it is no part of the patch).
+///
+/// [`LeanPod`] decodes with `Pod`'s own `Deserialize` through a
+/// `Deserializer` that forwards every call to serde_json's, except below
+/// those paths: each `fieldsV1` value is still parsed and checked exactly as
+/// `FieldsV1` (a `serde_json::Value`) would be, so a body decodes (or fails,
+/// with the same error) exactly when it does as a `Pod`, but the value is not
+/// built: the decoded `fieldsV1` is `null`.
+mod lean {
+    use std::fmt;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde::Deserialize;
+    use serde::de::value::UnitDeserializer;
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// A `Pod` whose managedFields entries have a `null` `fieldsV1`.
+    #[derive(Clone, Debug)]
+    pub struct LeanPod(pub Pod);
+
+    impl k8s_openapi::Resource for LeanPod {
+        const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
+        const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
+        const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
+        const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
+        const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+        type Scope = <Pod as k8s_openapi::Resource>::Scope;
+    }
+
+    impl k8s_openapi::Metadata for LeanPod {
+        type Ty = ObjectMeta;
+        fn metadata(&self) -> &ObjectMeta {
+            &self.0.metadata
+        }
+        fn metadata_mut(&mut self) -> &mut ObjectMeta {
+            &mut self.0.metadata
+        }
+    }
+
+    impl<'de> Deserialize<'de> for LeanPod {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            Pod::deserialize(Lean {
+                inner: deserializer,
+                at: At::Pod,
+            })
+            .map(LeanPod)
+        }
+    }
+
+    /// Where a [`Lean`] deserializer is on the path to `fieldsV1`.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum At {
+        /// The pod: its `metadata` is followed.
+        Pod,
+        /// `metadata`: its `managedFields` is followed.
+        Meta,
+        /// `metadata.managedFields`, an `Option<Vec<_>>`.
+        ManagedFields,
+        /// `metadata.managedFields` when not null: the list.
+        ManagedFieldsList,
+        /// One entry: its `fieldsV1` is followed.
+        Entry,
+        /// `fieldsV1`, an `Option<FieldsV1>`.
+        FieldsV1,
+        /// `fieldsV1` when not null: a newtype of a JSON value.
+        FieldsV1Value,
+    }
+
+    impl At {
+        /// The field followed in a struct, and where it leads.
+        fn field(self) -> Option<(&'static str, At)> {
+            match self {
+                At::Pod => Some(("metadata", At::Meta)),
+                At::Meta => Some(("managedFields", At::ManagedFields)),
+                At::Entry => Some(("fieldsV1", At::FieldsV1)),
+                _ => None,
+            }
+        }
+    }
+
+    macro_rules! forward {
+        ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+            $(fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
+                self.inner.$method($($arg,)* visitor)
+            })*
+        };
+    }
+
+    /// serde_json's deserializer, with the calls on the path to `fieldsV1`
+    /// wrapped.
+    struct Lean<D> {
+        inner: D,
+        at: At,
+    }
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for Lean<D> {
+        type Error = D::Error;
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            match self.at.field() {
+                Some(followed) => {
+                    self.inner
+                        .deserialize_struct(name, fields, StructVisitor { visitor, followed })
+                }
+                None => self.inner.deserialize_struct(name, fields, visitor),
+            }
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            let some = match self.at {
+                At::ManagedFields => At::ManagedFieldsList,
+                At::FieldsV1 => At::FieldsV1Value,
+                // k8s-openapi reads a struct field into an Option, even a
+                // required one (`metadata`): the struct is inside.
+                At::Pod | At::Meta | At::Entry => self.at,
+                At::ManagedFieldsList | At::FieldsV1Value => {
+                    return self.inner.deserialize_option(visitor);
+                }
+            };
+            self.inner
+                .deserialize_option(OptionVisitor { visitor, some })
+        }
+
+        fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            if self.at == At::ManagedFieldsList {
+                self.inner.deserialize_seq(SeqVisitor { visitor })
+            } else {
+                self.inner.deserialize_seq(visitor)
+            }
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            if self.at == At::FieldsV1Value {
+                self.inner
+                    .deserialize_newtype_struct(name, FieldsV1Visitor { visitor })
+            } else {
+                self.inner.deserialize_newtype_struct(name, visitor)
+            }
+        }
+
+        fn is_human_readable(&self) -> bool {
+            self.inner.is_human_readable()
+        }
+
+        forward! {
+            deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
+            deserialize_i32(); deserialize_i64(); deserialize_i128(); deserialize_u8();
+            deserialize_u16(); deserialize_u32(); deserialize_u64(); deserialize_u128();
+            deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str();
+            deserialize_string(); deserialize_bytes(); deserialize_byte_buf();
+            deserialize_unit(); deserialize_unit_struct(name: &'static str);
+            deserialize_tuple(len: usize);
+            deserialize_tuple_struct(name: &'static str, len: usize);
+            deserialize_map();
+            deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+            deserialize_identifier(); deserialize_ignored_any();
+        }
+    }
+
+    /// A struct on the path: its map is wrapped.
+    struct StructVisitor<V> {
+        visitor: V,
+        followed: (&'static str, At),
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for StructVisitor<V> {
+        type Value = V::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.visitor.expecting(f)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+            self.visitor.visit_map(StructMap {
+                inner: map,
+                followed: self.followed,
+                matched: false,
+            })
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+            self.visitor.visit_seq(seq)
+        }
+    }
+
+    /// The entries of a struct on the path: the value of the followed key is
+    /// wrapped.
+    struct StructMap<A> {
+        inner: A,
+        followed: (&'static str, At),
+        matched: bool,
+    }
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for StructMap<A> {
+        type Error = A::Error;
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            self.matched = false;
+            self.inner.next_key_seed(KeySeed {
+                seed,
+                name: self.followed.0,
+                matched: &mut self.matched,
+            })
+        }
+        fn next_value_seed<S: DeserializeSeed<'de>>(
+            &mut self,
+            seed: S,
+        ) -> Result<S::Value, A::Error> {
+            if std::mem::take(&mut self.matched) {
+                self.inner.next_value_seed(At::seed(self.followed.1, seed))
+            } else {
+                self.inner.next_value_seed(seed)
+            }
+        }
+        fn size_hint(&self) -> Option<usize> {
+            self.inner.size_hint()
+        }
+    }
+
+    impl At {
+        fn seed<S>(self, seed: S) -> LeanSeed<S> {
+            LeanSeed { seed, at: self }
+        }
+    }
+
+    /// A value on the path, decoded through [`Lean`].
+    struct LeanSeed<S> {
+        seed: S,
+        at: At,
+    }
+
+    impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for LeanSeed<S> {
+        type Value = S::Value;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+            self.seed.deserialize(Lean {
+                inner: deserializer,
+                at: self.at,
+            })
+        }
+    }
+
+    /// A struct's key: notes whether it is `name`, and decodes it unchanged.
+    struct KeySeed<'a, K> {
+        seed: K,
+        name: &'static str,
+        matched: &'a mut bool,
+    }
+
+    impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
+        type Value = K::Value;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<K::Value, D::Error> {
+            self.seed.deserialize(KeyDeserializer {
+                inner: deserializer,
+                name: self.name,
+                matched: self.matched,
+            })
+        }
+    }
+
+    struct KeyDeserializer<'a, D> {
+        inner: D,
+        name: &'static str,
+        matched: &'a mut bool,
+    }
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for KeyDeserializer<'_, D> {
+        type Error = D::Error;
+
+        fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.inner.deserialize_identifier(KeyVisitor {
+                visitor,
+                name: self.name,
+                matched: self.matched,
+            })
+        }
+
+        fn is_human_readable(&self) -> bool {
+            self.inner.is_human_readable()
+        }
+
+        forward! {
+            deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
+            deserialize_i32(); deserialize_i64(); deserialize_i128(); deserialize_u8();
+            deserialize_u16(); deserialize_u32(); deserialize_u64(); deserialize_u128();
+            deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str();
+            deserialize_string(); deserialize_bytes(); deserialize_byte_buf();
+            deserialize_option(); deserialize_unit(); deserialize_unit_struct(name: &'static str);
+            deserialize_newtype_struct(name: &'static str); deserialize_seq();
+            deserialize_tuple(len: usize);
+            deserialize_tuple_struct(name: &'static str, len: usize);
+            deserialize_map();
+            deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+            deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+            deserialize_ignored_any();
+        }
+    }
+
+    /// Passes every kind of identifier on to the field visitor unchanged.
+    struct KeyVisitor<'a, V> {
+        visitor: V,
+        name: &'static str,
+        matched: &'a mut bool,
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, V> {
+        type Value = V::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.visitor.expecting(f)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<V::Value, E> {
+            *self.matched = v == self.name;
+            self.visitor.visit_str(v)
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<V::Value, E> {
+            *self.matched = v == self.name;
+            self.visitor.visit_borrowed_str(v)
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<V::Value, E> {
+            *self.matched = v == self.name;
+            self.visitor.visit_string(v)
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<V::Value, E> {
+            self.visitor.visit_bytes(v)
+        }
+        fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<V::Value, E> {
+            self.visitor.visit_borrowed_bytes(v)
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<V::Value, E> {
+            self.visitor.visit_byte_buf(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<V::Value, E> {
+            self.visitor.visit_u64(v)
+        }
+    }
+
+    /// An `Option` on the path: its value, when not null, is wrapped.
+    struct OptionVisitor<V> {
+        visitor: V,
+        some: At,
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for OptionVisitor<V> {
+        type Value = V::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.visitor.expecting(f)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<V::Value, E> {
+            self.visitor.visit_none()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<V::Value, E> {
+            self.visitor.visit_unit()
+        }
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+            self.visitor.visit_some(Lean {
+                inner: deserializer,
+                at: self.some,
+            })
+        }
+    }
+
+    /// The managedFields list: every entry is wrapped.
+    struct SeqVisitor<V> {
+        visitor: V,
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for SeqVisitor<V> {
+        type Value = V::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.visitor.expecting(f)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+            self.visitor.visit_seq(EntrySeq { inner: seq })
+        }
+    }
+
+    struct EntrySeq<A> {
+        inner: A,
+    }
+
+    impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for EntrySeq<A> {
+        type Error = A::Error;
+        fn next_element_seed<S: DeserializeSeed<'de>>(
+            &mut self,
+            seed: S,
+        ) -> Result<Option<S::Value>, A::Error> {
+            self.inner.next_element_seed(At::Entry.seed(seed))
+        }
+        fn size_hint(&self) -> Option<usize> {
+            self.inner.size_hint()
+        }
+    }
+
+    /// The `FieldsV1` newtype: its JSON value is checked, then given as `null`.
+    struct FieldsV1Visitor<V> {
+        visitor: V,
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for FieldsV1Visitor<V> {
+        type Value = V::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.visitor.expecting(f)
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<V::Value, D::Error> {
+            AnyJson::deserialize(deserializer)?;
+            self.visitor
+                .visit_newtype_struct(UnitDeserializer::<D::Error>::new())
+        }
+    }
+
+    /// Any JSON value, read as `serde_json::Value` reads it (the same calls,
+    /// so the same values are accepted and the same errors raised) but kept
+    /// nowhere.
+    pub(super) struct AnyJson;
+
+    impl<'de> Deserialize<'de> for AnyJson {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(AnyJson)
+        }
+    }
+
+    impl<'de> Visitor<'de> for AnyJson {
+        type Value = AnyJson;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any valid JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<AnyJson, E> {
+            Ok(AnyJson)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<AnyJson, E> {
+            Ok(AnyJson)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<AnyJson, E> {
+            Ok(AnyJson)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<AnyJson, E> {
+            Ok(AnyJson)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<AnyJson, E> {
+            Ok(AnyJson)
+        }
+        fn visit_none<E>(self) -> Result<AnyJson, E> {
+            Ok(AnyJson)
+        }
+        fn visit_unit<E>(self) -> Result<AnyJson, E> {
+            Ok(AnyJson)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<AnyJson, D::Error> {
+            AnyJson::deserialize(deserializer)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyJson, A::Error> {
+            while seq.next_element::<AnyJson>()?.is_some() {}
+            Ok(AnyJson)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyJson, A::Error> {
+            // serde_json::Value reads its keys with deserialize_str (the first)
+            // and as Strings (the others): both parse the string alike.
+            while map.next_key::<AnyKey>()?.is_some() {
+                map.next_value::<AnyJson>()?;
+            }
+            Ok(AnyJson)
+        }
+    }
+
+    struct AnyKey;
+
+    impl<'de> Deserialize<'de> for AnyKey {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_str(AnyKey)
+        }
+    }
+
+    impl<'de> Visitor<'de> for AnyKey {
+        type Value = AnyKey;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string key")
+        }
+        fn visit_str<E>(self, _: &str) -> Result<AnyKey, E> {
+            Ok(AnyKey)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lean::LeanPod;
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+
+    type Decoded<T> = Result<AdmissionReview<T>, serde_json::Error>;
+
+    /// The pods of a review (object, oldObject), `fieldsV1` set to null.
+    fn pods(review: AdmissionReview<Pod>) -> Vec<Option<Pod>> {
+        let request = review.request.expect("request");
+        let mut pods = vec![request.object, request.old_object];
+        for pod in pods.iter_mut().flatten() {
+            for entry in pod.metadata.managed_fields.iter_mut().flatten() {
+                if entry.fields_v1.is_some() {
+                    entry.fields_v1 = Some(FieldsV1(serde_json::Value::Null));
+                }
+            }
+        }
+        pods
+    }
+
+    fn lean_pods(review: AdmissionReview<LeanPod>) -> Vec<Option<Pod>> {
+        let request = review.request.expect("request");
+        vec![request.object.map(|p| p.0), request.old_object.map(|p| p.0)]
+    }
+
+    /// Decodes `body` both ways: same success, same pods, or the same error.
+    fn same_decode(what: &str, body: &[u8]) -> bool {
+        let pod: Decoded<Pod> = serde_json::from_slice(body);
+        let lean: Decoded<LeanPod> = serde_json::from_slice(body);
+        match (pod, lean) {
+            (Ok(pod), Ok(lean)) => {
+                assert_eq!(pod.types, lean.types, "{what}");
+                assert_eq!(pods(pod), lean_pods(lean), "{what}");
+                true
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string(), "{what}");
+                false
+            }
+            (a, b) => panic!("{what}: Pod decodes {}, LeanPod {}", a.is_ok(), b.is_ok()),
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/apiserver-1.36")
+            .join(name);
+        std::fs::read_to_string(path).expect("fixture")
+    }
+
+    const POD_FIXTURES: [&str; 3] = [
+        "pod-create-named.json",
+        "pod-create-generatename.json",
+        "pod-create-dryrun.json",
+    ];
+
+    #[test]
+    fn lean_pods_decode_as_pods_on_the_fixtures_and_every_truncation() {
+        for name in POD_FIXTURES {
+            let body = fixture(name);
+            assert!(same_decode(name, body.as_bytes()), "{name} decodes");
+            // Non-pod reviews fail both ways alike.
+            for other in ["llmmodel-create.json", "llmmodel-update.json"] {
+                same_decode(other, fixture(other).as_bytes());
+            }
+            for end in 0..body.len() {
+                same_decode(&format!("{name}[..{end}]"), &body.as_bytes()[..end]);
+            }
+        }
+    }
+
+    #[test]
+    fn lean_pods_decode_as_pods_whatever_the_managed_fields() {
+        let body = fixture("pod-create-named.json");
+        let start = body.find("\"fieldsV1\": ").expect("fieldsV1") + "\"fieldsV1\": ".len();
+        let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let replacements: Vec<String> = [
+            "null",
+            "1",
+            "-1.5e3",
+            "1e999",
+            "18446744073709551616",
+            "true",
+            "\"s\"",
+            "\"\\ud800\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\x\"",
+            "\"\u{1}\"",
+            "[]",
+            "[1, {\"a\": [null]}]",
+            "{\"a\": 1, \"a\": 2}",
+            "{1: 2}",
+            "{\"f:x\": {}",
+            nested.as_str(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for replacement in &replacements {
+            // Replace the first value (an object) of `fieldsV1`: find its end.
+            let rest = &body[start..];
+            let mut depth = 0;
+            let mut end = 0;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let changed = format!("{}{}{}", &body[..start], replacement, &rest[end..]);
+            same_decode(replacement, changed.as_bytes());
+        }
+        // Invalid UTF-8 inside fieldsV1.
+        let mut bytes = body.clone().into_bytes();
+        bytes.splice(start..start, b"\"\xff\", \"x\": ".iter().copied());
+        same_decode("invalid UTF-8", &bytes);
+        let at = |from: &str, to: &str| body.replacen(from, to, 1);
+        for (what, changed) in [
+            (
+                "managedFields null",
+                at("\"managedFields\": [", "\"managedFields\": null, \"x\": ["),
+            ),
+            (
+                "managedFields a string",
+                at("\"managedFields\": [", "\"managedFields\": \"m\", \"x\": ["),
+            ),
+            (
+                "managedFields twice",
+                at(
+                    "\"managedFields\": [",
+                    "\"managedFields\": [], \"managedFields\": [",
+                ),
+            ),
+            (
+                "an entry not an object",
+                at("\"managedFields\": [", "\"managedFields\": [1, "),
+            ),
+            (
+                "fieldsV1 twice",
+                at("\"fieldsV1\": ", "\"fieldsV1\": {}, \"fieldsV1\": "),
+            ),
+            (
+                "a bad time",
+                at("\"fieldsType\"", "\"time\": \"yesterday\", \"fieldsType\""),
+            ),
+            (
+                "metadata not an object",
+                at("\"metadata\": {", "\"metadata\": [], \"x\": {"),
+            ),
+        ] {
+            same_decode(what, changed.as_bytes());
+        }
+    }
 }

@@ -1,0 +1,255 @@
+//! The patch of an injection is built from the parts of the pod injection may
+//! change only (`inject::patch_between`); it must be exactly the
+//! `json_patch::diff` of the whole pod before and after, both without
+//! `metadata.managedFields` (how it was built before). Checked on every pod and
+//! pod template of the examples, the golden cases and errors, the apiserver
+//! fixtures and a few hand-made edge cases, for both `inject` (the CLI) and
+//! `inject_patch` (the webhook).
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use llm_injector::inject::{PodLike, inject, inject_patch};
+use llm_injector::manifest::{pod_template_path, read_documents};
+use llm_injector::{Catalog, InjectOptions, ModelLookup, STATUS_ANNOTATION};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn catalog() -> Catalog {
+    Catalog::load_all(
+        &[
+            root().join("examples/catalog"),
+            root().join("tests/golden/catalog.yaml"),
+        ],
+        "default",
+    )
+    .expect("catalogs")
+}
+
+/// The whole object as JSON without `metadata.managedFields`.
+fn full_json(value: &impl Serialize) -> Value {
+    let mut json = serde_json::to_value(value).expect("serialise");
+    if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    json
+}
+
+/// Injects `object` (JSON of a Pod or PodTemplateSpec) if its annotation names a
+/// model of the catalog; returns whether it did. Panics on a patch mismatch.
+fn check<P: PodLike + DeserializeOwned>(origin: &str, object: &Value, catalog: &Catalog) -> bool {
+    let Ok(typed) = serde_json::from_value::<P>(object.clone()) else {
+        return false;
+    };
+    let Some(meta) = typed.pod_metadata() else {
+        return false;
+    };
+    let namespace = meta
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    let Some(name) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(llm_injector::MODEL_ANNOTATION))
+    else {
+        return false;
+    };
+    let Some(model) = catalog.model(&namespace, name) else {
+        return false;
+    };
+    let Some(engine) = catalog.engine(&namespace, &model.spec.engine_ref.name) else {
+        return false;
+    };
+    let options = InjectOptions::default();
+    let (injected, patched) = match (
+        inject(&typed, &model, &engine, &options),
+        inject_patch(&typed, &model, &engine, &options),
+    ) {
+        (Ok(injected), Ok(patched)) => (injected, patched),
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string(), "{origin}: errors differ");
+            eprintln!("{origin}: not injected: {a}");
+            return false;
+        }
+        (a, b) => panic!(
+            "{origin}: inject and inject_patch disagree: {:?} / {:?}",
+            a.err(),
+            b.err()
+        ),
+    };
+    let expected = json_patch::diff(&full_json(&typed), &full_json(&injected.object));
+    assert_eq!(injected.patch, expected, "{origin}: inject's patch");
+    assert_eq!(patched.patch, expected, "{origin}: inject_patch's patch");
+    assert_eq!(patched.status, injected.status, "{origin}: status");
+    // The object keeps its managedFields.
+    assert_eq!(
+        typed.pod_metadata().and_then(|m| m.managed_fields.clone()),
+        injected
+            .object
+            .pod_metadata()
+            .and_then(|m| m.managed_fields.clone()),
+        "{origin}: managedFields"
+    );
+    true
+}
+
+/// Every pod or pod template in `value`, checked; returns how many injected.
+fn check_document(origin: &str, value: &Value, catalog: &Catalog) -> usize {
+    if value.get("kind").and_then(Value::as_str) == Some("List") {
+        return value["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| check_document(origin, item, catalog))
+            .sum();
+    }
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    match pod_template_path(api_version, kind) {
+        Some("") => usize::from(check::<Pod>(origin, value, catalog)),
+        Some(path) => value.pointer(path).map_or(0, |template| {
+            usize::from(check::<PodTemplateSpec>(origin, template, catalog))
+        }),
+        None => 0,
+    }
+}
+
+fn files(dir: &str, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.ends_with(suffix) && !name.ends_with(".injected.yaml")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn patch_is_the_diff_of_the_whole_objects_on_every_example_and_golden_input() {
+    let catalog = catalog();
+    let mut injected = 0;
+    for dir in [
+        "examples/workloads",
+        "tests/golden/cases",
+        "tests/golden/errors",
+    ] {
+        for path in files(dir, ".yaml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let origin = path.display().to_string();
+            let Ok(documents) = read_documents(&origin, &text) else {
+                continue;
+            };
+            for doc in documents {
+                injected += check_document(&origin, &doc.value, &catalog);
+            }
+        }
+    }
+    assert!(injected >= 10, "only {injected} objects injected");
+}
+
+#[test]
+fn patch_is_the_diff_of_the_whole_objects_on_the_apiserver_fixtures() {
+    // The fixtures' pods are in team-a, like the example catalog.
+    let catalog = catalog();
+    let mut injected = 0;
+    for path in files("tests/fixtures/apiserver-1.36", ".json") {
+        let review: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let Some(object) = review.pointer("/request/object") else {
+            continue;
+        };
+        let namespace = review
+            .pointer("/request/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let mut object = object.clone();
+        object["metadata"]["namespace"] = json!(namespace);
+        injected += check_document(&path.display().to_string(), &object, &catalog);
+    }
+    assert!(injected >= 1, "no fixture injected");
+}
+
+#[test]
+fn patch_is_the_diff_of_the_whole_objects_on_edge_cases() {
+    let catalog = catalog();
+    let container = |name: &str, env: Option<Value>| {
+        let mut c = json!({"name": name, "image": "busybox"});
+        if let Some(env) = env {
+            c["env"] = env;
+        }
+        c
+    };
+    let annotations = |extra: &[(&str, &str)]| {
+        let mut a = json!({"llm.injector.dev/model": "llama-cpu"});
+        for (k, v) in extra {
+            a[*k] = json!(v);
+        }
+        a
+    };
+    let pods = [
+        // Empty lists, present: entries are added one by one.
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "team-a", "annotations": annotations(&[])},
+            "spec": {"containers": [container("app", Some(json!([])))],
+                "initContainers": [], "volumes": [], "resourceClaims": []}}),
+        // Existing entries of every list, env set, other annotations.
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "team-a",
+                "annotations": annotations(&[("a", "1"), ("z", "2")]),
+                "labels": {"app": "x"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]},
+            "spec": {"containers": [
+                    container("a", Some(json!([{"name": "OLLAMA_HOST", "value": "x"}]))),
+                    container("b", None),
+                    container("c", Some(json!([{"name": "X", "value": "1"}])))],
+                "initContainers": [container("setup", None)],
+                "volumes": [{"name": "data", "emptyDir": {}}],
+                "resourceClaims": [{"name": "other", "resourceClaimName": "c"}],
+                "runtimeClassName": "kata"},
+            "status": {"phase": "Pending"}}),
+        // Data over model parallelism (router, several engines) on a pod
+        // with entries in every list.
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "team-a",
+                "annotations": {"llm.injector.dev/model": "qwen-2x2"}},
+            "spec": {"containers": [
+                    container("a", Some(json!([{"name": "LLM_MODEL", "value": "x"}]))),
+                    container("b", None)],
+                "initContainers": [container("setup", None), container("other", None)],
+                "volumes": [{"name": "data", "emptyDir": {}}],
+                "resourceClaims": [{"name": "other", "resourceClaimName": "c"}]}}),
+        // An already injected status annotation is replaced by `inject`.
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "team-a",
+                "annotations": annotations(&[(STATUS_ANNOTATION, "{}")])},
+            "spec": {"containers": [container("app", None)]}}),
+    ];
+    for (i, pod) in pods.iter().enumerate() {
+        assert!(
+            check::<Pod>(&format!("edge pod {i}"), pod, &catalog),
+            "edge pod {i} not injected"
+        );
+    }
+    // A template without metadata cannot ask for injection; one whose
+    // metadata has only the annotation gets `/metadata/annotations/...`.
+    let template = json!({"metadata": {"namespace": "team-a", "annotations": annotations(&[])},
+        "spec": {"containers": [container("app", None)]}});
+    assert!(check::<PodTemplateSpec>(
+        "edge template",
+        &template,
+        &catalog
+    ));
+}
