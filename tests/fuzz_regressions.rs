@@ -439,3 +439,13 @@ fn replay_dir() {
         println!("{:8} {len:6} {}", replay(target, &input), input.display());
     }
 }
+
+#[test]
+fn lone_surrogates_are_replaced_for_the_raw_reading() {
+    use fuzz_checks::replace_lone_surrogates as fix;
+    assert_eq!(fix(r#""a\ud800b""#), r#""a\ufffdb""#);
+    assert_eq!(fix(r#""\udc00""#), r#""\ufffd""#);
+    assert_eq!(fix(r#""\ud83d\ude00""#), r#""\ud83d\ude00""#);
+    assert_eq!(fix(r#""\\ud800""#), r#""\\ud800""#);
+    assert_eq!(fix(r#""\n\u00e9é\ud800"#), r#""\n\u00e9é\ufffd"#);
+}

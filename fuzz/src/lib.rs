@@ -71,16 +71,52 @@ fn check_bad(bad: &BadReview) {
 /// The request of a body, read as plain JSON (duplicate keys: the last wins,
 /// as in serde's own maps).
 ///
-/// A body with invalid UTF-8 inside a string that the typed decoding skips
-/// (an unknown field) is still decided: serde_json checks UTF-8 only in the
-/// strings it keeps. Such bytes are read here as U+FFFD, which changes no
-/// value the decision used.
+/// A body with invalid UTF-8 or a lone surrogate escape (`\ud800`) inside a
+/// string that the typed decoding skips (an unknown field) is still decided:
+/// serde_json checks those only in the strings it keeps. They are read here
+/// as U+FFFD, which changes no value the decision used.
 fn raw_request(body: &[u8]) -> Option<Value> {
     let mut review: Value = match serde_json::from_slice(body) {
         Ok(review) => review,
-        Err(_) => serde_json::from_str(&String::from_utf8_lossy(body)).ok()?,
+        Err(_) => {
+            let text = replace_lone_surrogates(&String::from_utf8_lossy(body));
+            serde_json::from_str(&text).ok()?
+        }
     };
     Some(review.get_mut("request")?.take())
+}
+
+/// `text` with each `\uXXXX` escape of a lone UTF-16 surrogate made `\ufffd`.
+pub fn replace_lone_surrogates(text: &str) -> String {
+    fn surrogate(escape: &str) -> Option<u16> {
+        let hex = escape.strip_prefix("\\u")?.get(..4)?;
+        let unit = u16::from_str_radix(hex, 16).ok()?;
+        (0xd800..=0xdfff).contains(&unit).then_some(unit)
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match surrogate(rest) {
+            Some(0xd800..=0xdbff) if surrogate(&rest[6..]).is_some_and(|low| low >= 0xdc00) => {
+                out.push_str(&rest[..12]);
+                rest = &rest[12..];
+            }
+            Some(_) => {
+                out.push_str("\\ufffd");
+                rest = &rest[6..];
+            }
+            None => {
+                // Any other escape: copy the backslash and the character after it.
+                let len = rest[1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&rest[..1 + len]);
+                rest = &rest[1 + len..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Checks an encoded response; returns its `response` object.
