@@ -12,7 +12,9 @@ use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
-use crate::inject::{InjectError, InjectOptions, Outcome, PodLike, inject_requested};
+use crate::inject::{
+    InjectError, InjectOptions, Outcome, PodLike, inject_requested, injection_warnings,
+};
 
 /// One YAML document and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,8 +225,15 @@ fn inject_document(
     };
     let path_name = if path.is_empty() { "the pod" } else { path };
     match result {
-        Ok(true) => out.injected += 1,
-        Ok(false) => {}
+        Ok(Some(warnings)) => {
+            out.injected += 1;
+            out.warnings.extend(
+                warnings
+                    .into_iter()
+                    .map(|w| format!("{}: {object}: {w}", doc.origin())),
+            );
+        }
+        Ok(None) => {}
         Err(TypedError::Invalid(message)) => out.errors.push(ManifestError::InvalidPod {
             origin: doc.origin(),
             object,
@@ -253,27 +262,27 @@ enum TypedError {
 }
 
 /// Injects the pod at `pod_value` in place, by applying the core's patch to
-/// the JSON as written. Returns whether anything was injected.
+/// the JSON as written. Returns the injection's warnings if it injected.
 fn inject_typed<P>(
     pod_value: &mut Value,
     namespace: &str,
     lookup: &impl ModelLookup,
     options: &InjectOptions,
-) -> Result<bool, TypedError>
+) -> Result<Option<Vec<String>>, TypedError>
 where
     P: PodLike + for<'de> Deserialize<'de>,
 {
     let typed: P = serde_json::from_value(pod_value.clone())
         .map_err(|e| TypedError::Invalid(e.to_string()))?;
     match inject_requested(&typed, namespace, lookup, options).map_err(TypedError::Inject)? {
-        Outcome::NotRequested | Outcome::AlreadyInjected => Ok(false),
+        Outcome::NotRequested | Outcome::AlreadyInjected => Ok(None),
         Outcome::Injected(injected) => {
             json_patch::patch(pod_value, &injected.patch).map_err(|e| {
                 TypedError::Inject(InjectError::Serialize(format!(
                     "the patch does not apply: {e}"
                 )))
             })?;
-            Ok(true)
+            Ok(Some(injection_warnings(typed.pod_spec(), &injected.status)))
         }
     }
 }

@@ -275,6 +275,9 @@ fn validate(name: &'static str, body: fn() -> Vec<u8>, expect: Expect) -> Case {
 }
 
 impl Case {
+    /// Marks a known bug (none is open now); the case then needs its own
+    /// `#[ignore = "BUG: ..."]` test calling [`run_named`].
+    #[allow(dead_code)]
     fn bug(mut self, why: &'static str) -> Self {
         self.bug = Some(why);
         self
@@ -418,10 +421,6 @@ fn cases() -> Vec<Case> {
                     "only admission.k8s.io/v1",
                 ],
             ),
-        )
-        .bug(
-            "BadReview::WrongVersion is built from \"{apiVersion}/{kind}\", so the message quotes \
-             apiVersion \"admission.k8s.io/v1beta1/AdmissionReview\", a value nobody sent",
         ),
         mutate(
             "kind is not AdmissionReview",
@@ -430,10 +429,6 @@ fn cases() -> Vec<Case> {
                 StatusCode::BAD_REQUEST,
                 &["kind \"Pod\"", "only admission.k8s.io/v1 AdmissionReviews"],
             ),
-        )
-        .bug(
-            "a wrong kind is reported as `apiVersion \"admission.k8s.io/v1/Pod\" is not served`: \
-             it blames the apiVersion, which is right, and never names the kind",
         ),
         mutate(
             "no request",
@@ -600,10 +595,6 @@ fn cases() -> Vec<Case> {
                 })
             },
             Allowed(Some("mutates only pods")),
-        )
-        .bug(
-            "mutate_pod decodes any object without apiVersion/kind as a Pod and never looks at \
-             request.kind, so a ConfigMap CREATE is denied with \"the object has no pod spec\"",
         ),
         // --- The annotation's value ---
         mutate(
@@ -930,10 +921,6 @@ fn cases() -> Vec<Case> {
                 "123",
                 "string",
             ]),
-        )
-        .bug(
-            "the deny message drops the decode error: it names neither the field (image) nor \
-             the value (123) nor the expected type",
         ),
         mutate(
             "a number where a string is expected, not annotated",
@@ -947,11 +934,6 @@ fn cases() -> Vec<Case> {
                 })
             },
             AllowedWithout("mutates only pods"),
-        )
-        .bug(
-            "a Pod that did not ask for injection but does not decode is allowed with the \
-             warning \"llm-injector mutates only pods; Pod chat-array was allowed unchanged \
-             (check the webhook's rules)\", which is false: it is a pod and the rules are right",
         ),
         mutate(
             "the object's apiVersion is not v1, annotated",
@@ -1244,11 +1226,6 @@ fn cases() -> Vec<Case> {
             "a hostNetwork pod is injected, with a warning",
             || pod(|r| object(r)["spec"]["hostNetwork"] = json!(true)),
             PatchedWarning("hostNetwork"),
-        )
-        .bug(
-            "a hostNetwork pod is injected silently: its engines and llm-pull listen on the \\
-             node's 127.0.0.1:11434, so a second such pod on the node cannot start and the \\
-             model is reachable from the node; expected a warning naming hostNetwork (or a deny)",
         ),
         // --- /validate: LLMModel and LLMEngine with bad fields ---
         validate(
@@ -1303,10 +1280,6 @@ fn cases() -> Vec<Case> {
                 "spec.parallelism.model",
                 "invalid type: string \"2\"",
             ]),
-        )
-        .bug(
-            "typed() decodes with serde_json::from_value, whose errors carry no path: the \
-             message is \"invalid type: string \\\"2\\\", expected i32\" without the field",
         ),
         validate(
             "LLMModel: unknown fields are ignored (the apiserver prunes them)",
@@ -1382,10 +1355,6 @@ fn cases() -> Vec<Case> {
                 "unknown variant `nvidia`",
                 "NVIDIA",
             ]),
-        )
-        .bug(
-            "typed() decodes with serde_json::from_value, whose errors carry no path: the \
-             message names the value and the choices but not spec.accelerator.vendor",
         ),
         validate(
             "LLMEngine: null accelerator",
@@ -1764,6 +1733,7 @@ async fn run(state: &AppState, case: &Case) {
 }
 
 /// Runs the case named `name` (for the `#[ignore]` bug tests).
+#[allow(dead_code)]
 async fn run_named(name: &str) {
     let cases = cases();
     let case = cases
@@ -1834,61 +1804,4 @@ async fn adversarial_corpus() {
 }
 
 /// The cases marked `bug`, in table order; each has an ignored test below.
-const BUG_CASES: &[&str] = &[
-    "apiVersion admission.k8s.io/v1beta1",
-    "kind is not AdmissionReview",
-    "a ConfigMap whose object lacks apiVersion/kind but carries the annotation",
-    "a number where the image string is expected, annotated",
-    "a number where a string is expected, not annotated",
-    "a hostNetwork pod is injected, with a warning",
-    "LLMModel: a string where the number parallelism.model is expected",
-    "LLMEngine: vendor in the wrong case",
-];
-
-#[tokio::test]
-#[ignore = "BUG: a wrong apiVersion is quoted as \"apiVersion/kind\" in the 400 message"]
-async fn bug_wrong_version_message_quotes_a_made_up_value() {
-    run_named("apiVersion admission.k8s.io/v1beta1").await;
-}
-
-#[tokio::test]
-#[ignore = "BUG: a wrong AdmissionReview kind is reported as a wrong apiVersion"]
-async fn bug_wrong_kind_reported_as_wrong_version() {
-    run_named("kind is not AdmissionReview").await;
-}
-
-#[tokio::test]
-#[ignore = "BUG: /mutate decodes a non-Pod object that lacks apiVersion/kind as a Pod and denies it"]
-async fn bug_non_pod_kind_decoded_as_pod() {
-    run_named("a ConfigMap whose object lacks apiVersion/kind but carries the annotation").await;
-}
-
-#[tokio::test]
-#[ignore = "BUG: deny message for an undecodable annotated pod drops the decode error"]
-async fn bug_number_image_message_names_nothing() {
-    run_named("a number where the image string is expected, annotated").await;
-}
-
-#[tokio::test]
-#[ignore = "BUG: an undecodable pod gets the false warning \"mutates only pods\""]
-async fn bug_undecodable_pod_gets_wrong_kind_warning() {
-    run_named("a number where a string is expected, not annotated").await;
-}
-
-#[tokio::test]
-#[ignore = "BUG: a hostNetwork pod gets engines on the node's loopback without a word"]
-async fn bug_host_network_pod_injected_silently() {
-    run_named("a hostNetwork pod is injected, with a warning").await;
-}
-
-#[tokio::test]
-#[ignore = "BUG: /validate decode errors name no field (spec.parallelism.model)"]
-async fn bug_model_decode_error_names_no_field() {
-    run_named("LLMModel: a string where the number parallelism.model is expected").await;
-}
-
-#[tokio::test]
-#[ignore = "BUG: /validate decode errors name no field (spec.accelerator.vendor)"]
-async fn bug_engine_decode_error_names_no_field() {
-    run_named("LLMEngine: vendor in the wrong case").await;
-}
+const BUG_CASES: &[&str] = &[];

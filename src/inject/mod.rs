@@ -162,6 +162,19 @@ pub fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError>
     }
 }
 
+/// What the user should know about a pod that was injected and will run, for
+/// admission warnings and the CLI's stderr.
+pub fn injection_warnings(spec: Option<&PodSpec>, status: &InjectionStatus) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if spec.and_then(|s| s.host_network) == Some(true) {
+        warnings.push(format!(
+            "spec.hostNetwork is true: the engines of LLMModel {:?} listen on the node's loopback ({}), which the node and every hostNetwork pod on it share; a second such pod on the node cannot start its engines, and the model API is open to the node; drop hostNetwork unless the pod needs it",
+            status.model, status.endpoint
+        ));
+    }
+    warnings
+}
+
 /// What injection added, written as JSON into the `llm.injector.dev/status` annotation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

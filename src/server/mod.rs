@@ -6,6 +6,7 @@
 
 mod catalog_files;
 mod cluster;
+mod field_error;
 mod listener;
 mod metrics;
 pub mod review;

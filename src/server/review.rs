@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
-use crate::inject::{InjectOptions, PatchOutcome, inject_requested_patch};
+use crate::inject::{InjectOptions, PatchOutcome, inject_requested_patch, injection_warnings};
 
 /// The only AdmissionReview version served.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -26,6 +26,8 @@ pub enum BadReview {
     NotReview(String),
     #[error("apiVersion {0:?} is not served; only admission.k8s.io/v1 AdmissionReviews are")]
     WrongVersion(String),
+    #[error("kind {0:?} is not served; only admission.k8s.io/v1 AdmissionReviews are")]
+    WrongKind(String),
     #[error("the AdmissionReview has no request")]
     NoRequest,
     #[error("the AdmissionReview request has an empty uid")]
@@ -39,6 +41,7 @@ impl BadReview {
             BadReview::NotJson(_) => "not_json",
             BadReview::NotReview(_) => "not_review",
             BadReview::WrongVersion(_) => "wrong_version",
+            BadReview::WrongKind(_) => "wrong_kind",
             BadReview::NoRequest => "no_request",
             BadReview::NoUid => "no_uid",
         }
@@ -222,11 +225,11 @@ fn facts<T: kube::Resource>(req: &AdmissionRequest<T>, fallback_name: Option<&st
 fn check_review<T: kube::Resource>(
     review: AdmissionReview<T>,
 ) -> Result<AdmissionRequest<T>, BadReview> {
-    if review.types.api_version != REVIEW_API_VERSION || review.types.kind != "AdmissionReview" {
-        return Err(BadReview::WrongVersion(format!(
-            "{}/{}",
-            review.types.api_version, review.types.kind
-        )));
+    if review.types.api_version != REVIEW_API_VERSION {
+        return Err(BadReview::WrongVersion(review.types.api_version));
+    }
+    if review.types.kind != "AdmissionReview" {
+        return Err(BadReview::WrongKind(review.types.kind));
     }
     let request: AdmissionRequest<T> = review.try_into().map_err(|_| BadReview::NoRequest)?;
     if request.uid.is_empty() {
@@ -242,21 +245,28 @@ pub fn mutate<L: ModelLookup + ?Sized>(
     options: &InjectOptions,
 ) -> Result<Decision, BadReview> {
     // A LeanPod decodes exactly when a Pod does (see `lean`).
-    match serde_json::from_slice::<AdmissionReview<lean::LeanPod>>(body) {
-        Ok(review) => Ok(mutate_pod(check_review(review)?, lookup, options)),
-        Err(_) => {
-            // Not a pod review: decode generically to answer it anyway.
-            let review: AdmissionReview<DynamicObject> = decode_generic(body, || {
-                // The error of the typed decode, for a body that is not JSON.
-                serde_json::from_slice::<AdmissionReview<Pod>>(body)
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default()
-            })?;
-            let request = check_review(review)?;
-            Ok(mutate_other(&request))
+    if let Ok(review) = serde_json::from_slice::<AdmissionReview<lean::LeanPod>>(body) {
+        let request = check_review(review)?;
+        // An object without apiVersion and kind decodes as a Pod whatever it
+        // is: the request says what it is.
+        if is_core_v1(&request.kind, "Pod") {
+            return Ok(mutate_pod(request, lookup, options));
         }
     }
+    // Not a pod review, or a pod that does not decode: answer it anyway.
+    let review: AdmissionReview<DynamicObject> = decode_generic(body, || {
+        // The error of the typed decode, for a body that is not JSON.
+        serde_json::from_slice::<AdmissionReview<Pod>>(body)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    })?;
+    let request = check_review(review)?;
+    Ok(mutate_other(&request, body))
+}
+
+fn is_core_v1(kind: &kube::core::GroupVersionKind, name: &str) -> bool {
+    kind.group.is_empty() && kind.version == "v1" && kind.kind == name
 }
 
 fn decode_generic<T: kube::Resource + for<'de> serde::Deserialize<'de>>(
@@ -293,8 +303,8 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                 .unwrap_or("default");
             match inject_requested_patch(pod, namespace, lookup, options) {
                 Ok(PatchOutcome::Patched(patched)) => Verdict::Patch {
+                    warnings: injection_warnings(pod.spec.as_ref(), &patched.status),
                     patch: patched.patch,
-                    warnings: Vec::new(),
                 },
                 Ok(PatchOutcome::NotRequested | PatchOutcome::AlreadyInjected) => Verdict::Allow {
                     warnings: Vec::new(),
@@ -319,32 +329,40 @@ fn display_name(name: &str) -> &str {
     if name.is_empty() { "<unnamed>" } else { name }
 }
 
-/// A review of something that is not a Pod reached `/mutate`: allow it
-/// untouched, but say so, since the webhook configuration is likely wrong.
-fn mutate_other(request: &AdmissionRequest<DynamicObject>) -> Decision {
+/// A review of something that is not a Pod reached `/mutate` (allow it
+/// untouched, but say so, since the webhook configuration is likely wrong), or
+/// of a pod that does not decode as a v1 Pod (deny it if it asked for
+/// injection, naming the field; allow it untouched if it did not).
+fn mutate_other(request: &AdmissionRequest<DynamicObject>, body: &[u8]) -> Decision {
     let facts = facts(request, None);
     let asked = request
         .object
         .as_ref()
         .and_then(|o| o.metadata.annotations.as_ref())
         .is_some_and(|a| a.contains_key(MODEL_ANNOTATION));
-    let verdict = if request.kind.kind == "Pod" && asked {
-        // A pod that asked for injection but does not decode as a Pod.
-        Verdict::Deny {
-            message: format!(
-                "llm-injector: pod {}/{}: the object does not decode as a v1 Pod, so it cannot be injected",
-                facts.namespace,
-                display_name(&facts.name)
-            ),
+    let verdict = match (is_core_v1(&request.kind, "Pod"), asked) {
+        (true, true) => {
+            let why =
+                super::field_error::field_error_in::<AdmissionReview<Pod>>(body, "request.object.")
+                    .unwrap_or_else(|| "it does not decode".to_owned());
+            Verdict::Deny {
+                message: format!(
+                    "llm-injector: pod {}/{}: {why}; the object does not decode as a v1 Pod, so it cannot be injected: fix that field",
+                    facts.namespace,
+                    display_name(&facts.name)
+                ),
+            }
         }
-    } else {
-        Verdict::Allow {
+        (true, false) => Verdict::Allow {
+            warnings: Vec::new(),
+        },
+        (false, _) => Verdict::Allow {
             warnings: vec![format!(
                 "llm-injector mutates only pods; {} {} was allowed unchanged (check the webhook's rules)",
                 request.kind.kind,
                 display_name(&facts.name)
             )],
-        }
+        },
     };
     Decision::new(request, facts, verdict)
 }
@@ -425,8 +443,10 @@ fn typed<T: serde::de::DeserializeOwned>(
 ) -> Result<T, String> {
     let object = object.ok_or_else(|| format!("the review carries no {kind} object"))?;
     let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
-    serde_json::from_value(value)
-        .map_err(|e| format!("the object does not decode as a {kind}: {e}"))
+    serde_json::from_value(value.clone()).map_err(|e| {
+        let why = super::field_error::field_error::<T>(&value).unwrap_or_else(|| e.to_string());
+        format!("the object does not decode as a {kind}: {why}")
+    })
 }
 
 /// Pods for `/mutate`, decoded without keeping
