@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use llm_injector::inject::{InjectionStatus, PodLike};
-use llm_injector::server::review::{self, BadReview, REVIEW_API_VERSION, Verdict};
+use llm_injector::server::review::{self, BadReview, Decision, REVIEW_API_VERSION, Verdict};
 use llm_injector::{
     Catalog, InjectOptions, MODEL_ANNOTATION, Outcome, STATUS_ANNOTATION, inject_requested,
 };
@@ -194,24 +194,10 @@ fn review_namespace(request: &Value) -> String {
 ///
 /// Returns what was decided: `bad` (a 400), `allowed`, `patched` or `denied`.
 pub fn check_mutate(body: &[u8]) -> &'static str {
-    let decision = match review::mutate(body, catalog(), options()) {
-        Ok(decision) => decision,
-        Err(bad) => {
-            check_bad(&bad);
-            return "bad";
-        }
+    let Some((request, verdict)) = decided(body, review::mutate(body, catalog(), options())) else {
+        return "bad";
     };
-    let request = raw_request(body).expect("a decided review has a request");
-    let uid = decision.facts.uid.clone();
-    assert!(!uid.is_empty());
-    assert_eq!(
-        request["uid"],
-        uid.as_str(),
-        "the uid answered is not the request's"
-    );
-    let verdict = decision.verdict.clone();
     let outcome = verdict.outcome();
-    check_response(&decision.into_body(), &uid, &verdict);
     let Verdict::Patch { patch, .. } = verdict else {
         return outcome;
     };
@@ -261,11 +247,25 @@ pub fn check_mutate(body: &[u8]) -> &'static str {
 ///
 /// Returns what was decided: `bad` (a 400), `allowed` or `denied`.
 pub fn check_validate(body: &[u8]) -> &'static str {
-    let decision = match review::validate(body, catalog()) {
+    let Some((_, verdict)) = decided(body, review::validate(body, catalog())) else {
+        return "bad";
+    };
+    assert!(
+        !matches!(verdict, Verdict::Patch { .. }),
+        "/validate patched: {verdict:?}"
+    );
+    verdict.outcome()
+}
+
+/// The checks every answer of either route passes: a 400 with a reason
+/// (`None`), or a response for the request's uid as decided; then the raw
+/// request and the verdict.
+fn decided(body: &[u8], result: Result<Decision, BadReview>) -> Option<(Value, Verdict)> {
+    let decision = match result {
         Ok(decision) => decision,
         Err(bad) => {
             check_bad(&bad);
-            return "bad";
+            return None;
         }
     };
     let request = raw_request(body).expect("a decided review has a request");
@@ -277,12 +277,8 @@ pub fn check_validate(body: &[u8]) -> &'static str {
         "the uid answered is not the request's"
     );
     let verdict = decision.verdict.clone();
-    assert!(
-        !matches!(verdict, Verdict::Patch { .. }),
-        "/validate patched: {verdict:?}"
-    );
     check_response(&decision.into_body(), &uid, &verdict);
-    verdict.outcome()
+    Some((request, verdict))
 }
 
 /// Fuzz bytes read as choices; an exhausted input reads as zeros.
