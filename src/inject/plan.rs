@@ -180,13 +180,15 @@ impl<'a> Plan<'a> {
 
     /// What listens on a loopback port of this plan, if anything.
     pub fn listener_on(&self, port: i32) -> Option<String> {
-        let instance = port - self.port;
-        match &self.router {
-            _ if (0..self.instances).contains(&instance) => {
-                Some(format!("engine instance {instance}"))
-            }
-            Some(router) if port == router.port => Some("the llm-router".to_owned()),
-            Some(router) if port == router.admin_port => {
+        // Any i32 may come from a user's container (admission runs before
+        // validation), so no plain subtraction.
+        let instance = port
+            .checked_sub(self.port)
+            .filter(|i| (0..self.instances).contains(i));
+        match (&self.router, instance) {
+            (_, Some(instance)) => Some(format!("engine instance {instance}")),
+            (Some(router), None) if port == router.port => Some("the llm-router".to_owned()),
+            (Some(router), None) if port == router.admin_port => {
                 Some("the llm-router's admin endpoint".to_owned())
             }
             _ => None,
@@ -348,6 +350,10 @@ mod tests {
             Some("engine instance 0")
         );
         assert_eq!(plan.listener_on(11435), None);
+        // Ports from a user's container are any i32 (found by fuzzing).
+        for port in [i32::MIN, -1, 0, i32::MAX] {
+            assert_eq!(plan.listener_on(port), None, "{port}");
+        }
 
         let double = model(Some(2), 2, None);
         let plan = Plan::new(&double, &e, &options).unwrap();
