@@ -182,7 +182,18 @@ fn encode_review(review: AdmissionReview<DynamicObject>, patch_json: Option<&[u8
         // goes between those quotes as it is, without serde_json's escaping
         // scan of a string of several kilobytes.
         const TAIL: &[u8] = b"\"}}";
-        debug_assert!(body.ends_with(b"\"patch\":\"\"}}"));
+        if !body.ends_with(b"\"patch\":\"\"}}") {
+            // Not the layout expected: encode the plain way.
+            let b64 = base64::engine::general_purpose::STANDARD.encode(json);
+            let out = ReviewOut {
+                response: ResponseOut {
+                    patch: Some(&b64),
+                    ..out.response
+                },
+                ..out
+            };
+            return serde_json::to_vec(&out).unwrap_or_default();
+        }
         body.truncate(body.len() - TAIL.len());
         let start = body.len();
         body.resize(
