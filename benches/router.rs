@@ -27,6 +27,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+mod support;
+use support::{Figures, figures, peak_rss_mib};
+
 const LEVELS: [usize; 2] = [1, 32];
 /// Milliseconds the fake instance waits before answering.
 const DELAY_HEADER: &str = "x-bench-delay-ms";
@@ -171,12 +174,6 @@ async fn generate(sender: &mut Sender, delay_ms: Option<u64>) -> Bytes {
         .to_bytes()
 }
 
-struct Figures {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
 async fn load(addr: SocketAddr, clients: usize, seconds: f64, delay_ms: Option<u64>) -> Figures {
     let mut senders = Vec::new();
     for _ in 0..clients {
@@ -203,27 +200,7 @@ async fn load(addr: SocketAddr, clients: usize, seconds: f64, delay_ms: Option<u
             })
         })
         .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("client"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Figures {
-        rps: all.len() as f64 / elapsed,
-        p50: pick(0.50),
-        p99: pick(0.99),
-    }
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    figures(tasks, started).await
 }
 
 fn us(d: Duration) -> f64 {

@@ -23,6 +23,9 @@ use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+mod support;
+use support::{Figures, figures, peak_rss_mib};
+
 const LEVELS: [usize; 3] = [1, 16, 64];
 
 struct Running {
@@ -128,12 +131,6 @@ async fn review(sender: &mut Sender, body: &Bytes) -> Bytes {
         .to_bytes()
 }
 
-struct Figures {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
 async fn load(server: &Running, body: &Bytes, clients: usize, seconds: f64) -> Figures {
     let mut senders = Vec::new();
     for _ in 0..clients {
@@ -160,27 +157,7 @@ async fn load(server: &Running, body: &Bytes, clients: usize, seconds: f64) -> F
             })
         })
         .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("client"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Figures {
-        rps: all.len() as f64 / elapsed,
-        p50: pick(0.50),
-        p99: pick(0.99),
-    }
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    figures(tasks, started).await
 }
 
 fn ms(d: Duration) -> f64 {
