@@ -5,8 +5,9 @@
 //! (`llm-injector route` as a child process, as in a pod) at concurrencies 1
 //! and 32, one keep-alive HTTP/1.1 connection per client. Prints requests/s,
 //! p50 and p99 of both, the p50 the router adds and the throughput ratio,
-//! then the same at concurrency 32 with an instance that takes 2 ms and
-//! 20 ms to answer (closer to a real one), and the router's peak RSS. The load
+//! then the same with an instance that takes 2 ms, 20 ms and 10-30 ms to
+//! answer (closer to a real one; see `ROWS`; their latencies are the time
+//! beyond the instance's own), and the router's peak RSS. The load
 //! generator, the fake and the router share the machine's cores, so with an
 //! instant instance the router's CPU comes out of the others' share. No
 //! thresholds: figures only.
@@ -30,13 +31,24 @@ use tokio::net::{TcpListener, TcpStream};
 mod support;
 use support::{Figures, figures, peak_rss_mib};
 
-const LEVELS: [usize; 2] = [1, 32];
 /// Milliseconds the fake instance waits before answering.
 const DELAY_HEADER: &str = "x-bench-delay-ms";
-/// Answer times of the further measurements at concurrency 32: a real
-/// instance never answers at once (even one token of a small model on a GPU
-/// takes milliseconds).
-const SLOW_MS: [u64; 2] = [2, 20];
+/// The measurements: concurrency, and how long the instance takes to answer
+/// (milliseconds, least and most; none: at once). A real instance never
+/// answers at once (even one token of a small model on a GPU takes
+/// milliseconds), and its answers take different times: with one fixed time
+/// the 32 clients stay in step, and every burst of 32 answers queues in the
+/// router at once, so the last row draws each request's time from a range
+/// (the same draws direct and routed).
+const ROWS: [(usize, Option<(u64, u64)>); 7] = [
+    (1, None),
+    (32, None),
+    (1, Some((2, 2))),
+    (32, Some((2, 2))),
+    (1, Some((20, 20))),
+    (32, Some((20, 20))),
+    (32, Some((10, 30))),
+];
 /// Set in the child that plays the Ollama instance.
 const BACKEND_ROLE: &str = "LLM_ROUTER_BENCH_BACKEND";
 
@@ -70,7 +82,12 @@ fn run_backend() {
                     // Read the request, as Ollama does, then answer.
                     let _ = request.into_body().collect().await;
                     if let Some(delay) = delay {
-                        tokio::time::sleep(delay).await;
+                        // Not tokio's timer: it rounds every sleep up to
+                        // the next millisecond tick, which would blur the
+                        // difference the router makes. A thread's sleep
+                        // ends within tens of microseconds of the time.
+                        let _ =
+                            tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
                     }
                     let mut response =
                         Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
@@ -154,6 +171,30 @@ async fn connect(addr: SocketAddr) -> Sender {
     sender
 }
 
+/// Answer times for one client: `range` in milliseconds, drawn uniformly by
+/// a xorshift generator seeded with the client's number, so that the direct
+/// and the routed run ask for the same times.
+struct Delays {
+    range: Option<(u64, u64)>,
+    state: u64,
+}
+
+impl Delays {
+    fn new(range: Option<(u64, u64)>, client: usize) -> Self {
+        let state =
+            0x9E37_79B9_7F4A_7C15_u64 ^ (client as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        Self { range, state }
+    }
+
+    fn next(&mut self) -> Option<u64> {
+        let (least, most) = self.range?;
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        Some(least + self.state % (most - least + 1))
+    }
+}
+
 async fn generate(sender: &mut Sender, delay_ms: Option<u64>) -> Bytes {
     let mut request = Request::post("/api/generate").header("host", "127.0.0.1");
     if let Some(delay) = delay_ms {
@@ -174,27 +215,38 @@ async fn generate(sender: &mut Sender, delay_ms: Option<u64>) -> Bytes {
         .to_bytes()
 }
 
-async fn load(addr: SocketAddr, clients: usize, seconds: f64, delay_ms: Option<u64>) -> Figures {
+async fn load(
+    addr: SocketAddr,
+    clients: usize,
+    seconds: f64,
+    delay: Option<(u64, u64)>,
+) -> Figures {
     let mut senders = Vec::new();
-    for _ in 0..clients {
+    for client in 0..clients {
         let mut sender = connect(addr).await;
-        let warm_up = if delay_ms.is_some() { 2 } else { 50 };
+        let mut delays = Delays::new(delay, client);
+        let warm_up = if delay.is_some() { 2 } else { 50 };
         for _ in 0..warm_up {
-            generate(&mut sender, delay_ms).await;
+            generate(&mut sender, delays.next()).await;
         }
-        senders.push(sender);
+        senders.push((sender, delays));
     }
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = senders
         .into_iter()
-        .map(|mut sender| {
+        .map(|(mut sender, mut delays)| {
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
+                    let delay_ms = delays.next();
                     let t = Instant::now();
                     generate(&mut sender, delay_ms).await;
-                    latencies.push(t.elapsed());
+                    // What the HTTP path takes: the time beyond the
+                    // instance's own (the same measure direct and routed,
+                    // and precise even when the instance's time varies).
+                    let instance = Duration::from_millis(delay_ms.unwrap_or(0));
+                    latencies.push(t.elapsed().saturating_sub(instance));
                 }
                 latencies
             })
@@ -237,16 +289,22 @@ fn main() {
             "{:>5} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>11} {:>9}",
             "conc", "direct/s", "p50 us", "p99 us", "routed/s", "p50 us", "p99 us", "added p50", "rps ratio"
         );
-        let rows = LEVELS
-            .iter()
-            .map(|&clients| (clients, None))
-            .chain(SLOW_MS.map(|ms| (32, Some(ms))));
-        for (clients, delay_ms) in rows {
-            if let Some(ms) = delay_ms {
-                println!("the same, the instance answering after {ms} ms:");
+        let mut timing = None;
+        for (clients, delay) in ROWS {
+            if delay != timing {
+                timing = delay;
+                match delay {
+                    Some((least, most)) if least == most => {
+                        println!("the same, the instance answering after {least} ms (latencies: beyond those {least} ms):");
+                    }
+                    Some((least, most)) => {
+                        println!("the same, each answer after {least}-{most} ms, uniform (latencies: beyond each answer's time):");
+                    }
+                    None => {}
+                }
             }
-            let direct = load(backend_addr, clients, seconds, delay_ms).await;
-            let routed = load(router_addr, clients, seconds, delay_ms).await;
+            let direct = load(backend_addr, clients, seconds, delay).await;
+            let routed = load(router_addr, clients, seconds, delay).await;
             println!(
                 "{:>5} | {:>9.0} {:>8.0} {:>8.0} | {:>9.0} {:>8.0} {:>8.0} | {:>8.0} us {:>9.2}",
                 clients,
