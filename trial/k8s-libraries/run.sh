@@ -85,6 +85,11 @@ for _ in $(seq 1 60); do
   curl -fsS "http://$ADMIN_ADDR/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
+# Another process on these ports would answer in its place.
+if ! kill -0 "$serve" 2>/dev/null; then
+  echo "FAIL llm-injector serve did not start:" && cat "$RUN/serve.log"
+  exit 1
+fi
 cat >"$RUN/plain.yaml" <<'POD'
 apiVersion: v1
 kind: Pod

@@ -10,7 +10,7 @@
 # kubectl). This script fetches it with apt-get source, builds kube-apiserver
 # with the Go of its time (Debian bullseye's Go 1.15, unpacked under
 # $TRIAL_DIR; built with Go 1.18 or later, 1.20's vendored reflect2 crashes
-# the apiserver), about 10 minutes on 2 cores, once; then starts Debian's
+# the apiserver), about 8 minutes on 2 cores, once; then starts Debian's
 # etcd and runs the trial. Needs root for apt-get (skipped when the tools are
 # present). Not part of .ci/run: the build alone would take a third of CI's
 # time budget.
@@ -41,7 +41,8 @@ source "$REPO/trial/private-apt.sh"
 # --- tools -------------------------------------------------------------------
 need_apt=()
 command -v etcd >/dev/null || need_apt+=(etcd-server)
-command -v rsync >/dev/null || need_apt+=(rsync)
+command -v rsync >/dev/null || need_apt+=(rsync) # with jq, what Debian builds the package with
+command -v jq >/dev/null || need_apt+=(jq)
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 if ((${#need_apt[@]})); then
   say "installing ${need_apt[*]} (Debian)"
@@ -154,6 +155,11 @@ say "llm-injector serve in cluster mode (reflectors on the apiserver; self-signe
 SERVE_PID=$!
 pids+=($SERVE_PID)
 wait_for "http://$ADMIN_ADDR/readyz"
+# Another process on these ports would answer in its place.
+if ! kill -0 "$SERVE_PID" 2>/dev/null; then
+  echo "llm-injector serve did not start:" && cat "$RUN/serve.log"
+  exit 1
+fi
 echo "    /readyz: $(curl -s http://$ADMIN_ADDR/readyz)"
 
 say "the recording webhook (before and after llm-injector)"
