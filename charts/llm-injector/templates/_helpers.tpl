@@ -60,3 +60,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "llm-injector.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+A webhook's clientConfig: the Service, a path on it, and the caBundle when the
+chart knows it (with cert-manager, its cainjector fills it in). Takes a dict:
+root (the chart's context), path, caBundle.
+*/}}
+{{- define "llm-injector.webhookClientConfig" -}}
+service:
+  name: {{ include "llm-injector.fullname" .root }}
+  namespace: {{ .root.Release.Namespace }}
+  path: {{ .path }}
+  port: {{ .root.Values.service.port }}
+{{- if .caBundle }}
+caBundle: {{ .caBundle }}
+{{- end }}
+{{- end }}
