@@ -29,8 +29,8 @@ ADMIN_ADDR=127.0.0.1:19080
 mkdir -p "$K8S_LIBS_DIR"
 
 say() { printf '\n== %s\n' "$*"; }
-# shellcheck source=../private-apt.sh
-source "$REPO/trial/private-apt.sh"
+# shellcheck source=../common.sh
+source "$REPO/trial/common.sh"
 
 fetch() {
   say "fetching ${LIBRARIES[*]}, the Go packages they need and Debian's Go (sid)"
@@ -81,15 +81,7 @@ rm -rf "$RUN" && mkdir -p "$RUN"
   --ca-file "$RUN/ca.crt" >"$RUN/serve.log" 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null || true' EXIT
-for _ in $(seq 1 60); do
-  curl -fsS "http://$ADMIN_ADDR/readyz" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-# Another process on these ports would answer in its place.
-if ! kill -0 "$serve" 2>/dev/null; then
-  echo "FAIL llm-injector serve did not start:" && cat "$RUN/serve.log"
-  exit 1
-fi
+wait_for_serve "$serve" "$ADMIN_ADDR" "$RUN/serve.log"
 cat >"$RUN/plain.yaml" <<'POD'
 apiVersion: v1
 kind: Pod

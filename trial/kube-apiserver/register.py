@@ -26,13 +26,14 @@ def bundle(path):
 
 def main():
     config_dir, webhook_url, ca_file, recorder_url, recorder_cert = sys.argv[1:6]
+    webhook_ca, recorder_ca = bundle(ca_file), bundle(recorder_cert)
     documents = []
     for path in sorted(glob.glob(f"{config_dir}/6*-webhook.yaml")):
         with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f)
         for webhook in config["webhooks"]:
             route = webhook["clientConfig"]["service"]["path"]
-            webhook["clientConfig"] = {"url": webhook_url + route, "caBundle": bundle(ca_file)}
+            webhook["clientConfig"] = {"url": webhook_url + route, "caBundle": webhook_ca}
         documents.append(config)
         if config["kind"] != "MutatingWebhookConfiguration":
             continue
@@ -41,7 +42,7 @@ def main():
             recorder["metadata"] = {"name": name}
             hook = recorder["webhooks"][0]
             hook["name"] = f"record-{stage}.trial.llm.injector.dev"
-            hook["clientConfig"] = {"url": f"{recorder_url}/{stage}", "caBundle": bundle(recorder_cert)}
+            hook["clientConfig"] = {"url": f"{recorder_url}/{stage}", "caBundle": recorder_ca}
             hook["reinvocationPolicy"] = "Never"
             hook.pop("matchConditions", None)
             documents.append(recorder)

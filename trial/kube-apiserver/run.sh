@@ -35,8 +35,8 @@ mkdir -p "$TRIAL_DIR"
 rm -rf "$RUN" && mkdir -p "$RUN/records"
 
 say() { printf '\n== %s\n' "$*"; }
-# shellcheck source=../private-apt.sh
-source "$REPO/trial/private-apt.sh"
+# shellcheck source=../common.sh
+source "$REPO/trial/common.sh"
 
 # --- tools -------------------------------------------------------------------
 need_apt=()
@@ -82,16 +82,6 @@ fi
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-
-wait_for() { # URL [curl options...]
-  local url=$1; shift
-  for _ in $(seq 1 120); do
-    curl -fsS "$@" "$url" >/dev/null 2>&1 && return 0
-    sleep 0.5
-  done
-  echo "timed out waiting for $url" >&2
-  return 1
-}
 
 say "starting etcd $(etcd --version | head -1 | awk '{print $3}') and kube-apiserver $K8S_VERSION"
 etcd --data-dir "$RUN/etcd" --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -154,12 +144,7 @@ say "llm-injector serve in cluster mode (reflectors on the apiserver; self-signe
   --log-format json >"$RUN/serve.log" 2>&1 &
 SERVE_PID=$!
 pids+=($SERVE_PID)
-wait_for "http://$ADMIN_ADDR/readyz"
-# Another process on these ports would answer in its place.
-if ! kill -0 "$SERVE_PID" 2>/dev/null; then
-  echo "llm-injector serve did not start:" && cat "$RUN/serve.log"
-  exit 1
-fi
+wait_for_serve "$SERVE_PID" "$ADMIN_ADDR" "$RUN/serve.log"
 echo "    /readyz: $(curl -s http://$ADMIN_ADDR/readyz)"
 
 say "the recording webhook (before and after llm-injector)"

@@ -1,4 +1,6 @@
-# Sourced by the trial scripts. `private_apt DIR "TYPES SUITE"...` sets up an
+# Sourced by the trial scripts.
+#
+# `private_apt DIR "TYPES SUITE"...` sets up an
 # apt configuration of their own under DIR, for Debian suites the system's apt
 # does not use, on the Debian mirror the system's apt already uses, and runs
 # apt-get update with it. Afterwards "${APT_OPTS[@]}" makes apt-get and
@@ -27,4 +29,28 @@ private_apt() {
   APT_OPTS=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$dir/sources"
     -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o "Dir::State::status=$dir/status")
   apt-get "${APT_OPTS[@]}" update >/dev/null
+}
+
+# `wait_for URL [curl options...]`: until URL answers with success (60 s).
+wait_for() {
+  local url=$1
+  shift
+  for _ in $(seq 1 120); do
+    curl -fsS "$@" "$url" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
+
+# `wait_for_serve PID ADMIN_ADDR LOG`: until the llm-injector serve started
+# as PID is ready. Fails with its log if it exited: another process on its
+# ports would otherwise answer in its place.
+wait_for_serve() {
+  local pid=$1 admin=$2 log=$3
+  if ! wait_for "http://$admin/readyz" || ! kill -0 "$pid" 2>/dev/null; then
+    echo "llm-injector serve did not start:" >&2
+    cat "$log" >&2
+    return 1
+  fi
 }
