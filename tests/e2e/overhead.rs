@@ -1,0 +1,190 @@
+//! Figures, not thresholds: how often the apiserver calls llm-injector per
+//! annotated pod (its own metric,
+//! `apiserver_admission_webhook_admission_duration_seconds_count`), and the
+//! time llm-injector adds to a pod create, next to what a bare webhook adds
+//! (one fixed patch, same registration) and to no webhook at all, in the
+//! same run.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::Suite;
+use crate::webhooks::BareWebhook;
+
+const INJECT: &str = "inject.llm.injector.dev";
+const BARE: &str = "bare.e2e.llm.injector.dev";
+
+/// (count, sum in seconds) of the apiserver's admission duration histogram
+/// for webhook `name`, over all operations and outcomes.
+fn webhook_calls(suite: &Suite, name: &str) -> Result<(f64, f64), String> {
+    let text = suite.kubectl.raw("/metrics")?;
+    let (mut count, mut sum) = (0.0, 0.0);
+    let label = format!("name=\"{name}\"");
+    for line in text.lines().filter(|l| l.contains(&label)) {
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if line.starts_with("apiserver_admission_webhook_admission_duration_seconds_count{") {
+            count += value;
+        } else if line.starts_with("apiserver_admission_webhook_admission_duration_seconds_sum{") {
+            sum += value;
+        }
+    }
+    Ok((count, sum))
+}
+
+fn pods(namespace: &str, count: usize) -> Value {
+    let items: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("bench-{i}"), "namespace": namespace,
+                             "annotations": {"llm.injector.dev/model": "llama-cpu"}},
+                "spec": {"containers": [{"name": "app", "image": "ghcr.io/example/app:1.0"}]},
+            })
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+/// Seconds to create `count` annotated pods in `namespace` with one kubectl
+/// run (kubectl's start-up is paid once), then deletes them.
+fn create_pods(suite: &Suite, namespace: &str, count: usize) -> Result<f64, String> {
+    let list = pods(namespace, count);
+    let started = Instant::now();
+    let out = suite.kubectl.with_object(&["create", "-o", "name"], &list);
+    let elapsed = started.elapsed().as_secs_f64();
+    if !out.success {
+        return Err(format!(
+            "creating {count} pods in {namespace}: {}",
+            out.both()
+        ));
+    }
+    let out = suite.kubectl.run(
+        &[
+            "delete",
+            "pods",
+            "--all",
+            "-n",
+            namespace,
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    if !out.success {
+        return Err(out.both());
+    }
+    Ok(elapsed)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Registers the bare webhook for namespace e2e-bare, then times pod
+/// creates in team-a (llm-injector), e2e-bare and e2e-none (no webhook).
+pub fn measure(
+    suite: &mut Suite,
+    bare: &BareWebhook,
+    mutating: &Value,
+    injected_namespace: &str,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    for (namespace, bench) in [("e2e-bare", "bare"), ("e2e-none", "none")] {
+        let object = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {"llm.injector.dev/injection": "disabled", "e2e-bench": bench}},
+        });
+        suite
+            .kubectl
+            .with_object(&["create"], &object)
+            .ok()
+            .ok_or(format!("namespace {namespace}"))?;
+    }
+    let mut config = mutating.clone();
+    config["metadata"] = json!({"name": "e2e-bare"});
+    let hook = &mut config["webhooks"][0];
+    hook["name"] = json!(BARE);
+    hook["clientConfig"] = json!({
+        "url": format!("https://{}/mutate", bare.addr),
+        "caBundle": base64::engine::general_purpose::STANDARD.encode(&bare.ca_pem),
+    });
+    hook["namespaceSelector"] = json!({"matchLabels": {"e2e-bench": "bare"}});
+    suite
+        .kubectl
+        .with_object(&["create"], &config)
+        .ok()
+        .ok_or("registering the bare webhook")?;
+    // The apiserver's webhook informer: wait until the bare webhook is called.
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while webhook_calls(suite, BARE)?.0 == 0.0 {
+        create_pods(suite, "e2e-bare", 1)?;
+        if Instant::now() > deadline {
+            return Err("the bare webhook was never called".into());
+        }
+    }
+
+    let count: usize = std::env::var("LLM_INJECTOR_E2E_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let rounds = 3;
+    let (before_inject, before_bare) = (webhook_calls(suite, INJECT)?, webhook_calls(suite, BARE)?);
+    let (mut none, mut bare_times, mut inject) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        none.push(create_pods(suite, "e2e-none", count)?);
+        bare_times.push(create_pods(suite, "e2e-bare", count)?);
+        inject.push(create_pods(suite, injected_namespace, count)?);
+    }
+    let (after_inject, after_bare) = (webhook_calls(suite, INJECT)?, webhook_calls(suite, BARE)?);
+    let pods = (count * rounds) as f64;
+    let per_pod = |total: f64| total / count as f64 * 1000.0;
+    let (none, bare_ms, inject_ms) = (
+        per_pod(median(none)),
+        per_pod(median(bare_times)),
+        per_pod(median(inject)),
+    );
+    let calls_inject = (after_inject.0 - before_inject.0) / pods;
+    let calls_bare = (after_bare.0 - before_bare.0) / pods;
+    let latency = |after: (f64, f64), before: (f64, f64)| {
+        (after.1 - before.1) / (after.0 - before.0).max(1.0) * 1000.0
+    };
+    let exclusions = suite.kubectl.raw("/metrics")?;
+    let skipped: f64 = exclusions
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_admission_match_condition_exclusions_total{")
+                && l.contains(&format!("name=\"{INJECT}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let lines = [
+        format!("{count} annotated pods per kubectl create, {rounds} rounds, median per pod"),
+        format!(
+            "webhook calls per annotated pod (apiserver_admission_webhook_admission_duration_seconds_count): llm-injector {calls_inject:.2}, bare webhook {calls_bare:.2}"
+        ),
+        format!(
+            "calls the matchConditions spared llm-injector over the whole suite (apiserver_admission_match_condition_exclusions_total: pods asking for no model, reinvocations of injected pods): {skipped}"
+        ),
+        format!(
+            "webhook call as the apiserver times it: llm-injector {:.2} ms, bare webhook {:.2} ms",
+            latency(after_inject, before_inject),
+            latency(after_bare, before_bare)
+        ),
+        format!(
+            "pod create: no webhook {none:.2} ms, bare webhook {bare_ms:.2} ms (+{:.2}), llm-injector {inject_ms:.2} ms (+{:.2}); llm-injector adds {:.1}x what the bare webhook adds",
+            bare_ms - none,
+            inject_ms - none,
+            (inject_ms - none) / (bare_ms - none).max(0.001)
+        ),
+    ];
+    for line in &lines {
+        suite.report.figure(line);
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! Pods through the apiserver: each workload file is created with kubectl
+//! as users do, and every pod the apiserver stores, or a controller
+//! (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob) makes, is
+//! compared field by field with what `llm-injector inject` prints for the
+//! same file.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::Suite;
+use crate::compare::{self, Differences};
+
+/// The catalogs the golden files are injected with (tests/golden.rs).
+pub const CATALOGS: [&str; 2] = ["examples/catalog", "tests/golden/catalog.yaml"];
+
+/// `llm-injector inject -f FILE` with both catalogs: the printed documents
+/// (List items flattened), or the error it printed.
+pub fn injected(suite: &Suite, file: &Path) -> Result<Vec<Value>, String> {
+    let mut command = std::process::Command::new(&suite.injector);
+    command
+        .current_dir(&suite.root)
+        .arg("inject")
+        .arg("-f")
+        .arg(file);
+    for catalog in CATALOGS {
+        command.args(["--catalog", catalog]);
+    }
+    let out = command.output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    documents(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The documents of a YAML stream as JSON, `kind: List` items flattened.
+pub fn documents(text: &str) -> Result<Vec<Value>, String> {
+    let mut all = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value: Value = serde::Deserialize::deserialize(document).map_err(|e| e.to_string())?;
+        flatten_lists(value, &mut all);
+    }
+    Ok(all)
+}
+
+fn flatten_lists(value: Value, into: &mut Vec<Value>) {
+    match value {
+        Value::Null => {}
+        Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
+            for item in map
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                flatten_lists(item, into);
+            }
+        }
+        other => into.push(other),
+    }
+}
+
+/// What one file came to: pods compared, and the differences.
+pub struct WorkloadResult {
+    pub pods: Vec<(String, Differences)>,
+    pub other_objects: usize,
+}
+
+/// Creates `file` with `kubectl create -f` (with `dry_run`, `--dry-run=server`)
+/// and compares every pod of it with the printed documents. Deletes what it
+/// created afterwards.
+pub fn check_file(suite: &Suite, file: &Path, dry_run: bool) -> Result<WorkloadResult, String> {
+    let printed = injected(suite, file)?;
+    let path = file.to_str().expect("utf-8 path");
+    let mut args = vec!["create", "-f", path, "-o", "json"];
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    let created = suite.kubectl.run(&args, None).json();
+    let result = created.and_then(|created| {
+        let mut stored = Vec::new();
+        flatten_lists(created, &mut stored);
+        if stored.len() != printed.len() {
+            return Err(format!(
+                "kubectl created {} objects, inject printed {}",
+                stored.len(),
+                printed.len()
+            ));
+        }
+        let mut result = WorkloadResult {
+            pods: Vec::new(),
+            other_objects: 0,
+        };
+        for (object, printed) in stored.iter().zip(&printed) {
+            match expected_pod(printed) {
+                None => result.other_objects += 1,
+                Some(_) if object["kind"] == "Pod" => {
+                    result
+                        .pods
+                        .push((describe(object), compare::compare(printed, object)));
+                }
+                Some(_) if dry_run => result.other_objects += 1,
+                Some(template) => {
+                    for pod in pods_of(suite, object)? {
+                        result
+                            .pods
+                            .push((describe(&pod), compare::compare(&template, &pod)));
+                    }
+                }
+            }
+        }
+        Ok(result)
+    });
+    if !dry_run {
+        let out = suite.kubectl.run(
+            &[
+                "delete",
+                "-f",
+                path,
+                "--cascade=foreground",
+                "--wait=true",
+                "--timeout=60s",
+                "--ignore-not-found",
+            ],
+            None,
+        );
+        if !out.success {
+            return Err(format!("cleaning up {path}: {}", out.both()));
+        }
+    }
+    result
+}
+
+fn describe(object: &Value) -> String {
+    format!(
+        "{} {}/{}",
+        object["kind"].as_str().unwrap_or("?"),
+        object["metadata"]["namespace"].as_str().unwrap_or("?"),
+        object["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// The pod a printed document stands for: itself for a Pod, its pod
+/// template (as a pod) for a workload; None for other kinds.
+fn expected_pod(printed: &Value) -> Option<Value> {
+    let template = match printed["kind"].as_str()? {
+        "Pod" => return Some(printed.clone()),
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            &printed["spec"]["template"]
+        }
+        "CronJob" => &printed["spec"]["jobTemplate"]["spec"]["template"],
+        _ => return None,
+    };
+    let mut metadata = template["metadata"].clone();
+    if let Some(namespace) = printed["metadata"].get("namespace") {
+        metadata["namespace"] = namespace.clone();
+    }
+    Some(json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}))
+}
+
+/// The pods a controller made for `object`: waits until there are as many
+/// as it should make (a CronJob is run once with `kubectl create job
+/// --from`).
+fn pods_of(suite: &Suite, object: &Value) -> Result<Vec<Value>, String> {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let mut root_uid = object["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let want = match kind {
+        "DaemonSet" => 1, // the one Node of the suite
+        "Job" => object["spec"]["parallelism"].as_u64().unwrap_or(1),
+        "CronJob" => {
+            let job = format!("{name}-e2e");
+            let created = suite
+                .kubectl
+                .run(
+                    &[
+                        "create",
+                        "job",
+                        &job,
+                        "-n",
+                        &namespace,
+                        &format!("--from=cronjob/{name}"),
+                        "-o",
+                        "json",
+                    ],
+                    None,
+                )
+                .json()?;
+            root_uid = created["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            created["spec"]["parallelism"].as_u64().unwrap_or(1)
+        }
+        _ => object["spec"]["replicas"].as_u64().unwrap_or(1),
+    } as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = suite
+            .kubectl
+            .run(
+                &[
+                    "get",
+                    "pods,replicasets,jobs",
+                    "-n",
+                    &namespace,
+                    "-o",
+                    "json",
+                ],
+                None,
+            )
+            .json()?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let pods: Vec<Value> = items
+            .iter()
+            .filter(|item| item["kind"] == "Pod" && owned_by(item, &root_uid, &items))
+            .cloned()
+            .collect();
+        if pods.len() >= want {
+            return Ok(pods);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{kind} {namespace}/{name}: {} of {want} pods after 60 s",
+                pods.len()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether `item`'s owner chain reaches `uid`.
+fn owned_by(item: &Value, uid: &str, all: &[Value]) -> bool {
+    item["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|owner| {
+            let owner_uid = owner["uid"].as_str().unwrap_or_default();
+            owner_uid == uid
+                || all
+                    .iter()
+                    .find(|o| o["metadata"]["uid"] == owner_uid)
+                    .is_some_and(|o| owned_by(o, uid, all))
+        })
+}
+
+/// One line per pod: the classes of what the apiserver added, or every
+/// unexplained difference.
+pub fn summary(result: &WorkloadResult) -> Result<String, String> {
+    let mut lines = Vec::new();
+    let mut wrong = false;
+    for (pod, differences) in &result.pods {
+        if differences.wrong.is_empty() {
+            let mut added: Vec<String> = differences
+                .added
+                .iter()
+                .map(|(class, n)| format!("{n} {class}"))
+                .collect();
+            if differences.canonical_quantities > 0 {
+                added.push(format!(
+                    "{} quantities in canonical form",
+                    differences.canonical_quantities
+                ));
+            }
+            lines.push(format!(
+                "{pod}: same as inject; apiserver added {}",
+                added.join(", ")
+            ));
+        } else {
+            wrong = true;
+            lines.push(format!(
+                "{pod}: {} difference(s) no class explains:",
+                differences.wrong.len()
+            ));
+            lines.extend(differences.wrong.iter().map(|w| format!("    {w}")));
+        }
+    }
+    if result.pods.is_empty() {
+        return Err("no pod was compared".into());
+    }
+    if result.other_objects > 0 {
+        lines.push(format!(
+            "({} other object(s) created, not pods)",
+            result.other_objects
+        ));
+    }
+    if wrong {
+        Err(lines.join("\n"))
+    } else {
+        Ok(lines.join("\n"))
+    }
+}

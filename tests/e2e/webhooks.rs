@@ -1,0 +1,262 @@
+//! The webhooks the apiserver calls: `llm-injector serve` in cluster mode
+//! (reflectors on the suite's apiserver, no --catalog), registered with the
+//! settings of webhook-config/ (only `clientConfig` becomes a URL on
+//! 127.0.0.1), and a bare webhook that answers every pod with one fixed
+//! patch: the baseline of the overhead figure.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::controlplane::{ControlPlane, Process};
+
+/// A running `llm-injector serve`.
+pub struct Serve {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub ca_pem: String,
+}
+
+impl Serve {
+    /// Starts serve with a self-signed certificate (its CA written to the run
+    /// directory) and waits until /readyz says the caches synced.
+    pub fn start(injector: &Path, plane: &ControlPlane) -> Result<Serve, String> {
+        let ca_file = plane.dir.join("webhook-ca.crt");
+        let log = plane.dir.join("llm-injector-serve.log");
+        let mut process = Process::start(
+            "llm-injector serve",
+            Command::new(injector)
+                .args([
+                    "serve",
+                    "--addr",
+                    "127.0.0.1:0",
+                    "--admin-addr",
+                    "127.0.0.1:0",
+                    "--ca-file",
+                ])
+                .arg(&ca_file)
+                .env("KUBECONFIG", &plane.kubeconfig)
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1"),
+            log.clone(),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (addr, admin) = loop {
+            process.check_running()?;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let field = |name: &str| {
+                text.split_whitespace()
+                    .find_map(|word| word.strip_prefix(name))
+                    .and_then(|v| v.parse::<SocketAddr>().ok())
+            };
+            if let (Some(addr), Some(admin)) = (field("addr="), field("admin=")) {
+                break (addr, admin);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "llm-injector serve logged no addresses in 30 s: {}",
+                    log.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        loop {
+            process.check_running()?;
+            if let Ok((200, _)) = http_get(admin, "/readyz") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "llm-injector serve not ready in 30 s: {}",
+                    log.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let ca_pem =
+            std::fs::read_to_string(&ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        Ok(Serve {
+            process,
+            addr,
+            admin,
+            ca_pem,
+        })
+    }
+
+    /// The Prometheus text of /metrics.
+    pub fn metrics(&self) -> Result<String, String> {
+        match http_get(self.admin, "/metrics")? {
+            (200, body) => Ok(body),
+            (status, body) => Err(format!("/metrics answered {status}: {body}")),
+        }
+    }
+}
+
+/// webhook-config/60-mutating-webhook.yaml and 61-validating-webhook.yaml
+/// as JSON, every webhook's clientConfig pointing at `base_url` + its path
+/// with `ca_pem`.
+pub fn registrations(root: &Path, base_url: &str, ca_pem: &str) -> Result<Vec<Value>, String> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    ["60-mutating-webhook.yaml", "61-validating-webhook.yaml"]
+        .iter()
+        .map(|name| {
+            let path = root.join("webhook-config").join(name);
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut config: Value =
+                serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            for webhook in config["webhooks"].as_array_mut().into_iter().flatten() {
+                let route = webhook["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: a webhook without clientConfig.service.path",
+                            path.display()
+                        )
+                    })?
+                    .to_string();
+                webhook["clientConfig"] =
+                    json!({"url": format!("{base_url}{route}"), "caBundle": ca});
+            }
+            Ok(config)
+        })
+        .collect()
+}
+
+/// A GET over plain HTTP/1.0 (the admin port): status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{addr}{path}: {e}"))?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{addr}{path}: not an HTTP answer: {text}"))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Ok((status, body.to_string()))
+}
+
+/// The bare webhook: HTTPS on 127.0.0.1, answering every AdmissionReview
+/// with one fixed JSON patch and the request's uid: the status annotation
+/// (which the registration's matchConditions read, as for llm-injector) and
+/// one container (so the apiserver's later admission plugins see an added
+/// container, as with llm-injector). It runs on
+/// its own thread until the process exits.
+pub struct BareWebhook {
+    pub addr: SocketAddr,
+    pub ca_pem: String,
+}
+
+impl BareWebhook {
+    pub fn start() -> Result<BareWebhook, String> {
+        let certs = llm_injector::server::tls::generate("bare-webhook", &["127.0.0.1".into()])
+            .map_err(|e| e.to_string())?;
+        let tls = server_config(&certs.cert_pem, &certs.key_pem)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(serve_bare(listener, tls));
+        });
+        Ok(BareWebhook {
+            addr,
+            ca_pem: certs.ca_pem,
+        })
+    }
+}
+
+fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn serve_bare(listener: std::net::TcpListener, tls: Arc<rustls::ServerConfig>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let patch = base64::engine::general_purpose::STANDARD.encode(
+        json!([
+            {"op": "add", "path": "/metadata/annotations/llm.injector.dev~1status", "value": "{\"bare\":true}"},
+            {"op": "add", "path": "/spec/containers/-", "value": {"name": "bare-engine", "image": "ollama/ollama:0.12.6"}},
+        ])
+        .to_string(),
+    );
+    let patch: Arc<str> = patch.into();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, patch) = (acceptor.clone(), patch.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let patch = patch.clone();
+                    async move {
+                        use http_body_util::BodyExt;
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let answer = json!({
+                            "apiVersion": "admission.k8s.io/v1",
+                            "kind": "AdmissionReview",
+                            "response": {
+                                "uid": review["request"]["uid"],
+                                "allowed": true,
+                                "patchType": "JSONPatch",
+                                "patch": &*patch,
+                            },
+                        });
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(bytes_of(answer)))
+                                .expect("response"),
+                        )
+                    }
+                },
+            );
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn bytes_of(value: Value) -> axum::body::Bytes {
+    axum::body::Bytes::from(value.to_string())
+}
