@@ -134,8 +134,7 @@ struct CelCase {
 }
 
 /// The CEL rules of both CRDs give every case of `tests/crds/cel-cases.yaml`
-/// its answer (the same table `trial/k8s-libraries` checks with Kubernetes' own
-/// apiextensions code).
+/// its answer (the same table tests/e2e checks against a real kube-apiserver).
 #[test]
 fn cel_rules_answer_the_case_table() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crds/cel-cases.yaml");

@@ -1,11 +1,15 @@
 //! The Helm chart rendered for each certs.mode (by .ci/helm_template.py,
 //! Helm's own library) and sent to the apiserver with
 //! `kubectl apply --dry-run=server`: every object is admitted as the
-//! apiserver would install it.
+//! apiserver would install it. The release gets its own name and namespace,
+//! so that its webhook configurations do not meet the suite's own.
 
 use serde_json::json;
 
 use crate::Suite;
+
+/// The release name and namespace of the rendered chart.
+const RELEASE: &str = "e2e-chart";
 
 /// The cert-manager kinds the certManager mode renders. cert-manager is not
 /// installed here, so its two CRDs are stood in for by CRDs of the same
@@ -54,7 +58,7 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
     );
     suite.kubectl.with_object(
         &["apply"],
-        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "llm-system"}}),
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE}}),
     );
     let existing = format!("certs.existing.caBundle={ca_bundle_b64}");
     let modes: [(&str, Vec<&str>); 3] = [
@@ -81,6 +85,7 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
             .current_dir(&suite.root)
             .arg(".ci/helm_template.py")
             .arg("charts/llm-injector")
+            .args(["--release", RELEASE, "--namespace", RELEASE])
             .args(&args)
             .arg("-o")
             .arg(&file)

@@ -261,7 +261,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
         let object = json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": class}, "handler": class});
         create(suite, &object)?;
     }
-    create(suite, &gpu_node())?;
+    create(suite, &gpu_node(&inputs))?;
     // The apiserver taints a new Node not-ready (TaintNodesByCondition);
     // without a kubelet nothing would clear it, and DaemonSet pods do not
     // tolerate it.
@@ -415,16 +415,26 @@ fn input_objects(suite: &Suite) -> Result<Vec<Value>, String> {
     Ok(objects)
 }
 
-/// One Node object (no kubelet behind it) with GPUs of both vendors, for the
-/// DaemonSet controller to place a pod on.
-fn gpu_node() -> Value {
+/// One Node object (no kubelet behind it), labelled as NVIDIA's GPU feature
+/// discovery labels a MIG-capable node, with GPUs of both vendors and every
+/// extended resource the inputs' engines name (MIG slices among them), for
+/// the DaemonSet controller to place a pod on.
+fn gpu_node(inputs: &[Value]) -> Value {
+    let mut capacity = json!({"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8", "amd.com/gpu": "8"});
+    for resource in inputs
+        .iter()
+        .filter_map(|o| o["spec"]["accelerator"]["resourceName"].as_str())
+    {
+        capacity[resource] = json!("8");
+    }
     json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "e2e-gpu-node", "labels": {
             "kubernetes.io/hostname": "e2e-gpu-node",
-            "nvidia.com/gpu.present": "true", "nvidia.com/gpu.count": "8", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+            "nvidia.com/gpu.present": "true", "nvidia.com/gpu.count": "8",
+            "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/mig.strategy": "mixed",
         }},
-        "status": {"capacity": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8", "amd.com/gpu": "8"}},
+        "status": {"capacity": capacity.clone(), "allocatable": capacity},
     })
 }
 

@@ -133,7 +133,7 @@ pub fn measure(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
-    let rounds = 3;
+    let rounds = 5;
     let (before_inject, before_bare) = (webhook_calls(suite, INJECT)?, webhook_calls(suite, BARE)?);
     let (mut none, mut bare_times, mut inject) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
