@@ -109,14 +109,7 @@ pub fn explain(suite: &mut Suite) {
             "kubectl explain describes all {} fields of {plural}.spec",
             fields.len()
         );
-        suite.report.check(
-            &what,
-            if problems.is_empty() {
-                Ok(String::new())
-            } else {
-                Err(problems.join("\n"))
-            },
-        );
+        suite.report.problems(&what, problems);
     }
 }
 
@@ -283,12 +276,5 @@ pub fn cel_cases(suite: &mut Suite, namespace: &str) {
         "the apiserver's CEL agrees with tests/crds/cel-cases.yaml on all {} cases",
         cases.len()
     );
-    suite.report.check(
-        &what,
-        if problems.is_empty() {
-            Ok(String::new())
-        } else {
-            Err(problems.join("\n"))
-        },
-    );
+    suite.report.problems(&what, problems);
 }

@@ -60,6 +60,17 @@ impl Report {
         }
     }
 
+    /// A check made of several: passes when `problems` is empty, else fails
+    /// listing them.
+    pub fn problems(&mut self, what: &str, problems: Vec<String>) {
+        let result = if problems.is_empty() {
+            Ok(String::new())
+        } else {
+            Err(problems.join("\n"))
+        };
+        self.check(what, result);
+    }
+
     /// A check that could not run here. In CI that is a failure.
     pub fn skip(&mut self, what: &str, why: &str) {
         if self.ci {

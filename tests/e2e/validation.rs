@@ -68,6 +68,23 @@ fn without_object(message: &str) -> (&str, &str) {
     }
 }
 
+/// An LLMEngine with an empty spec: a CPU engine with every default.
+fn cpu_engine(name: &str, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
+        "metadata": {"name": name, "namespace": namespace}, "spec": {},
+    })
+}
+
+/// An LLMModel of a small CPU model on `engine`.
+fn small_model(name: &str, namespace: &str, engine: &str) -> Value {
+    json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"model": "qwen3:0.6b", "engineRef": {"name": engine}},
+    })
+}
+
 /// The LLMEngine an LLMModel names.
 fn engine_of(model: &Value) -> &str {
     model["spec"]["engineRef"]["name"]
@@ -265,12 +282,7 @@ pub fn documents_through_apiserver(
         "{shown} through the apiserver: {accepted} accepted; {refused} refused ({} by the webhook with validate's messages, {by_schema} by the CRD's schema or CEL first, naming the field); {warned} warning(s) as `Warning:`; {engine_later_warned} model(s) before their engine accepted with a warning",
         refused - by_schema
     );
-    let result = if problems.is_empty() {
-        Ok(String::new())
-    } else {
-        Err(problems.join("\n"))
-    };
-    suite.report.check(&what, result);
+    suite.report.problems(&what, problems);
 }
 
 /// [`documents_through_apiserver`] for an input of tests/golden/validate,
@@ -376,11 +388,7 @@ pub fn inject_errors(suite: &mut Suite) {
 /// An LLMModel whose engine does not exist yet is accepted with a warning
 /// naming the missing engine; creating the engine afterwards is fine.
 pub fn model_before_engine(suite: &mut Suite, namespace: &str) {
-    let model = json!({
-        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
-        "metadata": {"name": "engine-later", "namespace": namespace},
-        "spec": {"model": "qwen3:0.6b", "engineRef": {"name": "engine-not-yet"}},
-    });
+    let model = small_model("engine-later", namespace, "engine-not-yet");
     let out = suite.kubectl.with_object(&["create"], &model);
     let result = if out.success
         && out.stderr.contains("Warning:")
@@ -394,10 +402,7 @@ pub fn model_before_engine(suite: &mut Suite, namespace: &str) {
         "an LLMModel created before its LLMEngine is accepted with a `Warning:`",
         result,
     );
-    let engine = json!({
-        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
-        "metadata": {"name": "engine-not-yet", "namespace": namespace}, "spec": {},
-    });
+    let engine = cpu_engine("engine-not-yet", namespace);
     let out = suite.kubectl.with_object(&["create"], &engine);
     suite.report.check(
         "its LLMEngine can be created afterwards",
@@ -459,15 +464,8 @@ pub fn webhook_down(suite: &mut Suite, registrations: &[Value], namespace: &str)
             "spec": {"containers": [{"name": "app", "image": "ghcr.io/example/app:1.0"}]},
         })
     };
-    let model = json!({
-        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
-        "metadata": {"name": "while-down", "namespace": namespace},
-        "spec": {"model": "qwen3:0.6b", "engineRef": {"name": "ollama-cpu"}},
-    });
-    let engine = json!({
-        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
-        "metadata": {"name": "deleted-while-down", "namespace": namespace}, "spec": {},
-    });
+    let model = small_model("while-down", namespace, "ollama-cpu");
+    let engine = cpu_engine("deleted-while-down", namespace);
     // Created while serve still ran, deleted below while it is down.
     let cases: [(&str, &str, Value, &[&str]); 3] = [
         (
@@ -526,10 +524,7 @@ pub fn webhook_down(suite: &mut Suite, registrations: &[Value], namespace: &str)
 
 /// The LLMEngine the delete case needs, created while serve runs.
 pub fn prepare_webhook_down(suite: &mut Suite, namespace: &str) {
-    let engine = json!({
-        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
-        "metadata": {"name": "deleted-while-down", "namespace": namespace}, "spec": {},
-    });
+    let engine = cpu_engine("deleted-while-down", namespace);
     let out = suite.kubectl.with_object(&["create"], &engine);
     suite.report.check(
         "an unused LLMEngine to delete while the webhook is down",
