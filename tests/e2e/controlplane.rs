@@ -41,7 +41,7 @@ pub fn binaries(root: &Path) -> Result<PathBuf, String> {
         None => {
             let script = root.join("tests/controlplane/build.sh");
             eprintln!(
-                "e2e: {} (builds the control plane once; ~30 min cold)",
+                "e2e: {} (builds the control plane once; about 20 min cold)",
                 script.display()
             );
             let out = Command::new(&script)
@@ -218,7 +218,15 @@ impl ControlPlane {
             &format!("{token},e2e-admin,e2e-admin,system:masters\n"),
         )?;
 
-        let (etcd_port, etcd_peer_port, api_port) = (free_port(), free_port(), free_port());
+        // LLM_INJECTOR_E2E_API_PORT pins the apiserver's port (to reach it
+        // by hand while the suite runs); otherwise the kernel picks.
+        let api_port = match std::env::var("LLM_INJECTOR_E2E_API_PORT") {
+            Ok(port) => port
+                .parse()
+                .map_err(|_| format!("LLM_INJECTOR_E2E_API_PORT={port:?} is not a port number"))?,
+            Err(_) => free_port(),
+        };
+        let (etcd_port, etcd_peer_port) = (free_port(), free_port());
         let kubeconfig = write(
             "kubeconfig",
             &format!(

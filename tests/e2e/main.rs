@@ -10,7 +10,8 @@
 //! - `KUBEBUILDER_ASSETS=DIR`: envtest's kube-apiserver, etcd and kubectl
 //!   (build.sh then builds only the controller-manager);
 //! - `LLM_INJECTOR_E2E=skip`: do not run (refused when `CI` is set);
-//! - `LLM_INJECTOR_E2E_KEEP=1`: keep the run directory (logs) on success too.
+//! - `LLM_INJECTOR_E2E_KEEP=1`: keep the run directory (logs) on success too;
+//! - `LLM_INJECTOR_E2E_API_PORT=N`: the apiserver listens on 127.0.0.1:N.
 
 mod compare;
 mod controlplane;
@@ -303,6 +304,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     for config in &registrations {
         create(suite, config)?;
     }
+    wait_for_webhooks(suite)?;
     let [examples, golden] = pods::CATALOGS.map(|catalog| suite.root.join(catalog));
     let out = suite
         .kubectl
@@ -447,6 +449,47 @@ fn gpu_node(inputs: &[Value]) -> Value {
         }},
         "status": {"capacity": capacity.clone(), "allocatable": capacity},
     })
+}
+
+/// Waits (up to 30 s) until the apiserver calls both webhooks: it loads new
+/// webhook configurations a moment after they are created. A dry-run pod
+/// asking for a model that does not exist must be denied by the mutating
+/// webhook, and a dry-run LLMModel whose engine does not exist must come
+/// back with the validating webhook's warning.
+fn wait_for_webhooks(suite: &Suite) -> Result<(), String> {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": TEAM, "annotations": {"llm.injector.dev/model": "no-such-model"}},
+        "spec": {"containers": [{"name": "app", "image": "ghcr.io/example/app:1.0"}]},
+    });
+    let model = json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+        "metadata": {"name": "probe", "namespace": TEAM},
+        "spec": {"model": "qwen3:0.6b", "engineRef": {"name": "no-such-engine"}},
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mutating = suite
+            .kubectl
+            .with_object(&["create", "--dry-run=server"], &pod);
+        let validating = suite
+            .kubectl
+            .with_object(&["create", "--dry-run=server"], &model);
+        let mutating_on = mutating.stderr.contains("denied the request")
+            && mutating.stderr.contains("no-such-model");
+        let validating_on = validating.success && validating.stderr.contains("no-such-engine");
+        if mutating_on && validating_on {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the apiserver does not call the webhooks 30 s after their registration:\n{}\n{}",
+                mutating.both(),
+                validating.both()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Waits until serve's reflectors hold every LLMModel of the catalogs.
