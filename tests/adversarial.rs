@@ -1541,8 +1541,18 @@ fn check_patched(request: &Value, answer: &Value) -> Value {
     );
     assert_eq!(names[0], "llm-pull");
     let added_volumes = appended("volumes", &old_spec["volumes"], &new_spec["volumes"]);
-    assert_eq!(added_volumes.len(), 1);
-    assert_eq!(added_volumes[0]["name"], "llm-models");
+    assert_eq!(
+        added_volumes
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["llm-models", "llm-no-api-token"],
+        "the model store and the empty directory over the API token path"
+    );
+    assert_eq!(
+        status["volumes"],
+        serde_json::json!(["llm-models", "llm-no-api-token"])
+    );
     appended(
         "resourceClaims",
         &old_spec["resourceClaims"],

@@ -1,5 +1,7 @@
-//! The containers, volume and claims the injector adds: `llm-pull`, one
-//! `llm-engine-<i>` native sidecar per data-parallel instance, the model store.
+//! The containers, volumes and claims the injector adds: `llm-pull`, one
+//! `llm-engine-<i>` native sidecar per data-parallel instance, the model
+//! store, and the empty directory that keeps the pod's API token out of the
+//! injected containers.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,15 @@ pub const ENGINE_CONTAINER_PREFIX: &str = "llm-engine-";
 pub const MODEL_VOLUME: &str = "llm-models";
 /// Where the model store is mounted in the injected containers.
 pub const MODEL_MOUNT_PATH: &str = "/llm-models";
+/// Name of the empty volume mounted where the ServiceAccount token would go.
+pub const NO_TOKEN_VOLUME: &str = "llm-no-api-token";
+/// Where the apiserver's ServiceAccount admission mounts the pod's API token.
+/// It skips a container that already mounts something here
+/// (k8s.io/kubernetes v1.36.3 plugin/pkg/admission/serviceaccount/admission.go
+/// lines 444-470, `mountServiceAccountToken`; checked on a real apiserver by
+/// tests/e2e), so the injected containers, which need no API access, get this
+/// empty directory instead of the token.
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Prefix of the per-instance DRA claims: `llm-gpu-0`, ...
 pub const CLAIM_PREFIX: &str = "llm-gpu-";
 /// Name of the request router sidecar of pods with data parallelism.
@@ -80,11 +91,24 @@ fn store_env(plan: &Plan, port: i32) -> Vec<EnvVar> {
 }
 
 fn store_mount() -> Vec<VolumeMount> {
-    vec![VolumeMount {
-        name: MODEL_VOLUME.to_owned(),
-        mount_path: MODEL_MOUNT_PATH.to_owned(),
+    vec![
+        VolumeMount {
+            name: MODEL_VOLUME.to_owned(),
+            mount_path: MODEL_MOUNT_PATH.to_owned(),
+            ..Default::default()
+        },
+        no_token_mount(),
+    ]
+}
+
+/// The empty directory over the token path (see [`TOKEN_MOUNT_PATH`]).
+fn no_token_mount() -> VolumeMount {
+    VolumeMount {
+        name: NO_TOKEN_VOLUME.to_owned(),
+        mount_path: TOKEN_MOUNT_PATH.to_owned(),
+        read_only: Some(true),
         ..Default::default()
-    }]
+    }
 }
 
 fn exec_probe(command: &[&str]) -> ExecAction {
@@ -209,6 +233,7 @@ pub fn router_container(plan: &Plan) -> Option<Container> {
         image: Some(router.image.to_owned()),
         args: Some(args),
         env: Some(vec![env("NVIDIA_VISIBLE_DEVICES", "void")]),
+        volume_mounts: Some(vec![no_token_mount()]),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_owned(), quantity("50m")),
@@ -269,6 +294,20 @@ pub fn pod_claim(plan: &Plan, instance: i32) -> Option<PodResourceClaim> {
         resource_claim_template_name: Some(template.to_owned()),
         ..Default::default()
     })
+}
+
+/// The `llm-no-api-token` volume: an empty, read-only-mounted directory of
+/// memory that holds nothing.
+pub fn no_token_volume() -> Volume {
+    use k8s_openapi::api::core::v1::EmptyDirVolumeSource;
+    Volume {
+        name: NO_TOKEN_VOLUME.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".to_owned()),
+            size_limit: Some(Quantity("1Ki".to_owned())),
+        }),
+        ..Default::default()
+    }
 }
 
 /// The `llm-models` volume.

@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 pub use containers::{
-    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, MODEL_MOUNT_PATH, MODEL_VOLUME, PULL_CONTAINER,
-    ROUTER_CONTAINER,
+    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, MODEL_MOUNT_PATH, MODEL_VOLUME, NO_TOKEN_VOLUME,
+    PULL_CONTAINER, ROUTER_CONTAINER,
 };
 pub use error::InjectError;
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
@@ -489,9 +489,10 @@ fn mutate(
     init.push(containers::pull_container(plan));
     init.extend((0..plan.instances).map(|i| containers::engine_container(plan, i)));
     init.extend(containers::router_container(plan));
-    spec.volumes
-        .get_or_insert_with(Vec::new)
-        .push(containers::model_volume(plan));
+    spec.volumes.get_or_insert_with(Vec::new).extend([
+        containers::model_volume(plan),
+        containers::no_token_volume(),
+    ]);
     if !claim_names.is_empty() {
         spec.resource_claims
             .get_or_insert_with(Vec::new)
@@ -509,7 +510,7 @@ fn mutate(
         instances: plan.instances,
         gpus_per_instance: plan.gpus_per_instance,
         init_containers: init_names,
-        volumes: vec![MODEL_VOLUME.to_owned()],
+        volumes: vec![MODEL_VOLUME.to_owned(), NO_TOKEN_VOLUME.to_owned()],
         resource_claims: claim_names,
         endpoint: plan.endpoint_url(),
     };
@@ -544,7 +545,7 @@ fn check_collisions(
         }
     }
     for v in spec.volumes.iter().flatten() {
-        if v.name == MODEL_VOLUME {
+        if v.name == MODEL_VOLUME || v.name == NO_TOKEN_VOLUME {
             return Err(collision("a volume", &v.name));
         }
     }

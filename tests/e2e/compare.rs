@@ -67,7 +67,7 @@ pub const SERVER_ADDITIONS: &[(&str, &[&str])] = &[
         &["spec.tolerations**"],
     ),
     (
-        "ServiceAccount admission (account and API token in every container)",
+        "ServiceAccount admission (the account, and the API token in the pod's own containers)",
         &[
             "spec.serviceAccount",
             "spec.serviceAccountName",

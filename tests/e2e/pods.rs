@@ -98,14 +98,14 @@ pub fn check_file(suite: &Suite, file: &Path, dry_run: bool) -> Result<WorkloadR
                 Some(_) if object["kind"] == "Pod" => {
                     result
                         .pods
-                        .push((describe(object), compare::compare(printed, object)));
+                        .push((describe(object), compare_pod(printed, object)));
                 }
                 Some(_) if dry_run => result.other_objects += 1,
                 Some(template) => {
                     for pod in pods_of(suite, object)? {
                         result
                             .pods
-                            .push((describe(&pod), compare::compare(&template, &pod)));
+                            .push((describe(&pod), compare_pod(&template, &pod)));
                     }
                 }
             }
@@ -130,6 +130,36 @@ pub fn check_file(suite: &Suite, file: &Path, dry_run: bool) -> Result<WorkloadR
         }
     }
     result
+}
+
+/// The injected containers (`llm-*`) of a stored pod that mount the pod's
+/// API token: there must be none.
+fn injected_with_token(pod: &Value) -> Vec<String> {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("llm-")))
+        .filter(|c| {
+            c["volumeMounts"].as_array().into_iter().flatten().any(|m| {
+                m["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("kube-api-access-"))
+            })
+        })
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Compares a stored pod with the printed one, and adds a difference for
+/// every injected container that got the API token.
+fn compare_pod(printed: &Value, stored: &Value) -> Differences {
+    let mut differences = compare::compare(printed, stored);
+    for name in injected_with_token(stored) {
+        differences.wrong.push(format!(
+            "injected container {name} mounts the pod's API token (kube-api-access-*)"
+        ));
+    }
+    differences
 }
 
 fn describe(object: &Value) -> String {
