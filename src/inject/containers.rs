@@ -24,6 +24,9 @@ pub const MODEL_VOLUME: &str = "llm-models";
 pub const MODEL_MOUNT_PATH: &str = "/llm-models";
 /// Name of the empty volume mounted where the ServiceAccount token would go.
 pub const NO_TOKEN_VOLUME: &str = "llm-no-api-token";
+/// The volumes every injection adds, in order (the status annotation lists
+/// them; a pod already holding one is refused).
+pub const INJECTED_VOLUMES: [&str; 2] = [MODEL_VOLUME, NO_TOKEN_VOLUME];
 /// Where the apiserver's ServiceAccount admission mounts the pod's API token.
 /// It skips a container that already mounts something here
 /// (k8s.io/kubernetes v1.36.3 plugin/pkg/admission/serviceaccount/admission.go

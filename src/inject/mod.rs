@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 pub use containers::{
-    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, MODEL_MOUNT_PATH, MODEL_VOLUME, NO_TOKEN_VOLUME,
-    PULL_CONTAINER, ROUTER_CONTAINER,
+    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_VOLUMES, MODEL_MOUNT_PATH, MODEL_VOLUME,
+    NO_TOKEN_VOLUME, PULL_CONTAINER, ROUTER_CONTAINER,
 };
 pub use error::InjectError;
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
@@ -510,7 +510,7 @@ fn mutate(
         instances: plan.instances,
         gpus_per_instance: plan.gpus_per_instance,
         init_containers: init_names,
-        volumes: vec![MODEL_VOLUME.to_owned(), NO_TOKEN_VOLUME.to_owned()],
+        volumes: INJECTED_VOLUMES.map(str::to_owned).to_vec(),
         resource_claims: claim_names,
         endpoint: plan.endpoint_url(),
     };
@@ -545,7 +545,7 @@ fn check_collisions(
         }
     }
     for v in spec.volumes.iter().flatten() {
-        if v.name == MODEL_VOLUME || v.name == NO_TOKEN_VOLUME {
+        if INJECTED_VOLUMES.contains(&v.name.as_str()) {
             return Err(collision("a volume", &v.name));
         }
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the control plane the end-to-end suite (tests/e2e.rs) runs against:
+# Builds the control plane the end-to-end suite (tests/e2e/) runs against:
 # etcd, kube-apiserver, kube-controller-manager and kubectl, from the modules
 # pinned in tests/controlplane/go.mod (k8s.io/kubernetes v1.36.3 and the etcd
 # server it requires). Built once into a cache directory outside the
@@ -10,8 +10,9 @@
 # The directory is $LLM_INJECTOR_CACHE/controlplane-<k8s version>/bin, where
 # LLM_INJECTOR_CACHE defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/llm-injector.
 # When KUBEBUILDER_ASSETS names a directory holding kube-apiserver, etcd and
-# kubectl (envtest's layout), nothing is built: that directory is used (the
-# controller-manager is then taken from it too, or built here if absent).
+# kubectl (envtest's layout), those are used; the controller-manager is taken
+# from it too, or, as envtest ships none, built here and the four printed as
+# one directory of links.
 #
 # Progress goes to stderr; the only line on stdout is the bin directory.
 set -euo pipefail

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::Suite;
+use crate::{Suite, squash};
 
 /// The CRDs of crds/, as JSON.
 pub fn definitions(suite: &Suite) -> Vec<Value> {
@@ -134,10 +134,6 @@ fn collect_fields(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
         ));
         collect_fields(property, &child, out);
     }
-}
-
-fn squash(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// After the catalog is applied: every short name and the category list the

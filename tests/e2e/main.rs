@@ -88,6 +88,12 @@ impl Report {
     }
 }
 
+/// `text` with every run of whitespace made one space: kubectl wraps its
+/// messages, the goldens do not.
+pub fn squash(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn print_indented(text: &str) {
     for line in text.trim_end().lines().take(40) {
         println!("          {line}");
@@ -292,6 +298,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
 
     section("llm-injector serve in cluster mode, registered from webhook-config/");
     let serve = Serve::start(&suite.injector, plane)?;
+    suite.serve_admin = Some(serve.admin);
     println!(
         "  serve: webhook https://{}, admin http://{}",
         serve.addr, serve.admin
@@ -316,7 +323,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     // The golden catalog holds objects that validate refuses, for inject's
     // error cases: the apiserver must refuse the same ones.
     validation::catalog_through_apiserver(suite, &golden, "default", &examples);
-    wait_for_catalog(suite, &serve)?;
+    wait_for_catalog(suite)?;
     crds::listing(suite, TEAM);
 
     section("the Helm chart, server dry run");
@@ -493,19 +500,14 @@ fn wait_for_webhooks(suite: &Suite) -> Result<(), String> {
 }
 
 /// Waits until serve's reflectors hold every LLMModel of the catalogs.
-fn wait_for_catalog(suite: &mut Suite, serve: &Serve) -> Result<(), String> {
+fn wait_for_catalog(suite: &mut Suite) -> Result<(), String> {
     let listed = suite
         .kubectl
         .run(&["get", "llmmodels", "-A", "-o", "name"], None);
     let models = listed.stdout.lines().count();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = serve.metrics()?;
-        let known = metrics
-            .lines()
-            .find(|l| l.starts_with("llm_injector_catalog_objects{") && l.contains("LLMModel"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
-            .unwrap_or(0);
+        let known = suite.cached("LLMModel").unwrap_or(0);
         if known >= models {
             suite.report.check(
                 &format!("serve's reflectors hold all {models} LLMModels"),
@@ -554,7 +556,7 @@ fn already_injected(suite: &mut Suite) -> Result<(), String> {
         .with_object(&["create", "-o", "json"], &pod)
         .json();
     let result = stored.and_then(|stored| {
-        let differences = compare::compare(&pod, &stored);
+        let differences = pods::compare_pod(&pod, &stored);
         suite.kubectl.with_object(&["delete", "--wait=false"], &pod);
         if differences.wrong.is_empty() {
             Ok(String::new())

@@ -152,7 +152,7 @@ fn injected_with_token(pod: &Value) -> Vec<String> {
 
 /// Compares a stored pod with the printed one, and adds a difference for
 /// every injected container that got the API token.
-fn compare_pod(printed: &Value, stored: &Value) -> Differences {
+pub fn compare_pod(printed: &Value, stored: &Value) -> Differences {
     let mut differences = compare::compare(printed, stored);
     for name in injected_with_token(stored) {
         differences.wrong.push(format!(

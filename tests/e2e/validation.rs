@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::Suite;
 use crate::pods::documents;
+use crate::{Suite, squash};
 
 /// Errors and warnings by document number, each without its
 /// `FILE document N: ` prefix.
@@ -90,10 +90,6 @@ fn engine_of(model: &Value) -> &str {
     model["spec"]["engineRef"]["name"]
         .as_str()
         .unwrap_or_default()
-}
-
-fn squash(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// What the apiserver must say when it refuses `object` for `error` (a

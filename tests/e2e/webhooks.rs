@@ -184,23 +184,18 @@ impl BareWebhook {
     }
 }
 
+/// The rustls configuration `llm-injector serve` itself uses, with the
+/// bare webhook's certificate.
 fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
+    use llm_injector::server::tls;
+    let key = tls::parse_pair(
+        cert_pem.as_bytes(),
+        key_pem.as_bytes(),
+        "bare-webhook.crt",
+        "bare-webhook.key",
+    )
     .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    tls::server_config(Arc::new(tls::CertResolver::new(key))).map_err(|e| e.to_string())
 }
 
 async fn serve_bare(listener: std::net::TcpListener, tls: Arc<rustls::ServerConfig>) {
@@ -244,7 +239,9 @@ async fn serve_bare(listener: std::net::TcpListener, tls: Arc<rustls::ServerConf
                         Ok::<_, hyper::Error>(
                             hyper::Response::builder()
                                 .header("content-type", "application/json")
-                                .body(http_body_util::Full::new(bytes_of(answer)))
+                                .body(http_body_util::Full::new(axum::body::Bytes::from(
+                                    answer.to_string(),
+                                )))
                                 .expect("response"),
                         )
                     }
@@ -255,8 +252,4 @@ async fn serve_bare(listener: std::net::TcpListener, tls: Arc<rustls::ServerConf
                 .await;
         });
     }
-}
-
-fn bytes_of(value: Value) -> axum::body::Bytes {
-    axum::body::Bytes::from(value.to_string())
 }
