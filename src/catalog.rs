@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn models_using_an_engine_by_namespace() {
         let other = MODEL
-            .replace("name: m,", "name: n,")
+            .replace("name: m,", "name: m2,")
             .replace("name: e}", "name: f}");
         let catalog = load(&format!("{ENGINE}---\n{MODEL}---\n{other}")).unwrap();
         let names = |models: Vec<Arc<LLMModel>>| -> Vec<String> {
@@ -364,7 +364,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(catalog.models_using_engine("ns", "e")), ["m"]);
-        assert_eq!(names(catalog.models_using_engine("ns", "f")), ["n"]);
+        assert_eq!(names(catalog.models_using_engine("ns", "f")), ["m2"]);
         assert!(catalog.models_using_engine("default", "e").is_empty());
 
         /// A lookup with only the required methods gets the same answer.

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub(crate) mod field_error;
 
 /// The annotation a pod (or pod template) carries to ask for injection; its
 /// value names an `LLMModel` in the pod's namespace.
@@ -20,6 +21,7 @@ pub mod manifest;
 pub mod router;
 pub mod server;
 pub mod validate;
+pub mod yaml;
 
 pub use catalog::{Catalog, ModelLookup};
 pub use inject::{InjectError, InjectOptions, Injected, Outcome, inject, inject_requested};

@@ -18,7 +18,7 @@ mod serve_cli;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use llm_injector::manifest::{
-    SourceDocument, inject_documents, read_documents, to_yaml_stream, yaml_files,
+    SourceDocument, SourceFile, append_stream, inject_documents, yaml_files,
 };
 
 /// Turns annotated pods into LLM-serving pods: CRDs, offline injection and
@@ -119,7 +119,11 @@ fn write_stdout(text: &str) -> Result<(), Vec<String>> {
 fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
     let catalog =
         Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
-    let (documents, mut errors) = read_input_documents(&args.files)?;
+    let (files, mut errors) = read_input_files(&args.files)?;
+    let documents = files
+        .iter()
+        .flat_map(SourceFile::source_documents)
+        .collect();
     let options = llm_injector::InjectOptions {
         router_image: args.router_image.clone(),
     };
@@ -131,8 +135,20 @@ fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let yaml = to_yaml_stream(&injection.documents).map_err(|e| vec![e.to_string()])?;
-    write_stdout(&yaml)
+    let mut values = injection.documents.into_iter();
+    let mut out = String::new();
+    for file in &files {
+        let count = file
+            .documents
+            .iter()
+            .filter(|d| !d.root.value.is_null())
+            .count();
+        append_stream(
+            &mut out,
+            &file.render(values.by_ref().take(count).collect()),
+        );
+    }
+    write_stdout(&out)
 }
 
 /// Checks every input and prints findings on stderr and a summary on stdout;
@@ -161,15 +177,26 @@ fn run_validate(args: &ValidateArgs) -> Result<(), Vec<String>> {
 fn read_input_documents(
     paths: &[PathBuf],
 ) -> Result<(Vec<SourceDocument>, Vec<String>), Vec<String>> {
-    let mut documents = Vec::new();
+    let (files, errors) = read_input_files(paths)?;
+    let documents = files
+        .iter()
+        .flat_map(SourceFile::source_documents)
+        .collect();
+    Ok((documents, errors))
+}
+
+/// Every `-f` argument read as a YAML stream, and the errors of those that
+/// are not YAML.
+fn read_input_files(paths: &[PathBuf]) -> Result<(Vec<SourceFile>, Vec<String>), Vec<String>> {
+    let mut files = Vec::new();
     let mut errors = Vec::new();
     for (name, text) in read_inputs(paths)? {
-        match read_documents(&name, &text) {
-            Ok(docs) => documents.extend(docs),
+        match SourceFile::read(&name, &text) {
+            Ok(file) => files.push(file),
             Err(e) => errors.push(e.to_string()),
         }
     }
-    Ok((documents, errors))
+    Ok((files, errors))
 }
 
 /// The text of every `-f` argument, files of directories expanded, stdin read once.

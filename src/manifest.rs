@@ -12,9 +12,11 @@ use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
+use crate::field_error::field_error_under;
 use crate::inject::{
     InjectError, InjectOptions, Outcome, PodLike, inject_requested, injection_warnings,
 };
+use crate::yaml;
 
 /// One YAML document and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,35 +68,96 @@ pub enum ManifestError {
         object: String,
         error: Box<InjectError>,
     },
-    /// A pod (template) that asked for injection is not a valid pod.
-    #[error("{origin}: {object}: {path} is not a valid pod: {message}")]
+    /// A pod (template) that asked for injection does not decode as one.
+    /// `message` names the field from the document's root, its value and
+    /// the type Kubernetes wants.
+    #[error(
+        "{origin}: {object}: {message}; {what} does not decode as a v1 {type_name}, so it cannot be injected: give that field a value of the type named"
+    )]
     InvalidPod {
         origin: String,
         object: String,
-        path: &'static str,
+        what: String,
+        type_name: &'static str,
         message: String,
     },
 }
 
-/// Splits a YAML stream into its non-empty documents, as JSON values.
+/// Splits a YAML stream into its non-empty documents, as JSON values, read
+/// the way kubectl reads them (see [`crate::yaml`]).
 pub fn read_documents(source: &str, text: &str) -> Result<Vec<SourceDocument>, ManifestError> {
-    let mut documents = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(document).map_err(|e| ManifestError::Yaml {
-            source_name: source.to_owned(),
-            document: index + 1,
+    Ok(SourceFile::read(source, text)?.source_documents())
+}
+
+/// A YAML stream as read, kept so that it can be written back with only the
+/// injected documents changed.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// File name, or `<stdin>`.
+    pub name: String,
+    /// The text as read.
+    pub text: String,
+    /// Every document of the stream, empty ones included.
+    pub documents: Vec<yaml::Document>,
+}
+
+impl SourceFile {
+    /// Reads `text` as a YAML stream.
+    pub fn read(name: &str, text: &str) -> Result<SourceFile, ManifestError> {
+        let documents = yaml::load(text).map_err(|e| ManifestError::Yaml {
+            source_name: name.to_owned(),
+            document: e.document,
             message: e.to_string(),
         })?;
-        if !value.is_null() {
-            documents.push(SourceDocument {
-                source: source.to_owned(),
-                document: index + 1,
+        Ok(SourceFile {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            documents,
+        })
+    }
+
+    /// The non-empty documents, as JSON values.
+    pub fn source_documents(&self) -> Vec<SourceDocument> {
+        self.documents
+            .iter()
+            .filter(|d| !d.root.value.is_null())
+            .map(|d| SourceDocument {
+                source: self.name.clone(),
+                document: d.number,
                 item: None,
-                value,
-            });
+                value: d.root.value.clone(),
+            })
+            .collect()
+    }
+
+    /// The text with the non-empty documents replaced by `values` (in the
+    /// order of [`SourceFile::source_documents`]): documents whose value did
+    /// not change come out byte for byte as read, changed ones keep all of
+    /// the text the change does not touch.
+    pub fn render(&self, values: Vec<Value>) -> String {
+        let targets = self
+            .documents
+            .iter()
+            .filter(|d| !d.root.value.is_null())
+            .map(|d| d.number)
+            .zip(values)
+            .collect();
+        yaml::rewrite(&self.text, &self.documents, &targets)
+    }
+}
+
+/// Appends one rendered stream to another, with a `---` between them unless
+/// the second starts with one.
+pub fn append_stream(out: &mut String, stream: &str) {
+    if !out.is_empty() {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        if !stream.starts_with("---") {
+            out.push_str("---\n");
         }
     }
-    Ok(documents)
+    out.push_str(stream);
 }
 
 /// The `*.yaml`/`*.yml` files of a directory (sorted, not recursive), or the path itself when it is a file.
@@ -190,6 +253,15 @@ fn inject_document(
         return value;
     }
     let Some(path) = pod_template_path(&api_version, &kind) else {
+        let mut requests = Vec::new();
+        find_model_annotations(&value, &mut String::new(), &mut requests);
+        for at in requests {
+            out.warnings.push(format!(
+                "{}: {api_version} {kind} {} carries {MODEL_ANNOTATION} at {at}, but `inject` does not handle {api_version} {kind} and leaves it as written; in a cluster the webhook injects the pods created from it if they carry the annotation (it injects pods, whatever made them)",
+                doc.origin(),
+                value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>"),
+            ));
+        }
         return value;
     };
     let namespace = value
@@ -218,12 +290,17 @@ fn inject_document(
     if !has_model_annotation(pod_value.get("metadata")) {
         return value;
     }
-    let result = if path.is_empty() {
-        inject_typed::<Pod>(pod_value, &namespace, lookup, options)
+    let dotted = path.trim_start_matches('/').replace('/', ".");
+    let (result, type_name) = if path.is_empty() {
+        (
+            inject_typed::<Pod>(pod_value, "", &namespace, lookup, options),
+            "Pod",
+        )
     } else {
-        inject_typed::<PodTemplateSpec>(pod_value, &namespace, lookup, options)
+        let result =
+            inject_typed::<PodTemplateSpec>(pod_value, &dotted, &namespace, lookup, options);
+        (result, "PodTemplateSpec")
     };
-    let path_name = if path.is_empty() { "the pod" } else { path };
     match result {
         Ok(Some(warnings)) => {
             out.injected += 1;
@@ -237,7 +314,12 @@ fn inject_document(
         Err(TypedError::Invalid(message)) => out.errors.push(ManifestError::InvalidPod {
             origin: doc.origin(),
             object,
-            path: path_name,
+            what: if dotted.is_empty() {
+                "the pod".to_owned()
+            } else {
+                format!("the pod template at {dotted}")
+            },
+            type_name,
             message,
         }),
         Err(TypedError::Inject(error)) => out.errors.push(ManifestError::Inject {
@@ -247,6 +329,34 @@ fn inject_document(
         }),
     }
     value
+}
+
+/// The paths (`spec.template.metadata.annotations`) of every
+/// `metadata.annotations` in `value` that names a model.
+fn find_model_annotations(value: &Value, path: &mut String, found: &mut Vec<String>) {
+    let Value::Object(map) = value else {
+        return;
+    };
+    if has_model_annotation(map.get("metadata")) {
+        let at = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}.")
+        };
+        found.push(format!("{at}metadata.annotations"));
+    }
+    for (key, child) in map {
+        if key == "metadata" {
+            continue;
+        }
+        let before = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        find_model_annotations(child, path, found);
+        path.truncate(before);
+    }
 }
 
 fn has_model_annotation(metadata: Option<&Value>) -> bool {
@@ -262,9 +372,11 @@ enum TypedError {
 }
 
 /// Injects the pod at `pod_value` in place, by applying the core's patch to
-/// the JSON as written. Returns the injection's warnings if it injected.
+/// the JSON as written (`at` is where the pod is in its document, for
+/// messages). Returns the injection's warnings if it injected.
 fn inject_typed<P>(
     pod_value: &mut Value,
+    at: &str,
     namespace: &str,
     lookup: &impl ModelLookup,
     options: &InjectOptions,
@@ -272,8 +384,9 @@ fn inject_typed<P>(
 where
     P: PodLike + for<'de> Deserialize<'de>,
 {
-    let typed: P = serde_json::from_value(pod_value.clone())
-        .map_err(|e| TypedError::Invalid(e.to_string()))?;
+    let typed: P = serde_json::from_value(pod_value.clone()).map_err(|e| {
+        TypedError::Invalid(field_error_under::<P>(pod_value, at).unwrap_or_else(|| e.to_string()))
+    })?;
     match inject_requested(&typed, namespace, lookup, options).map_err(TypedError::Inject)? {
         Outcome::NotRequested | Outcome::AlreadyInjected => Ok(None),
         Outcome::Injected(injected) => {
@@ -285,14 +398,4 @@ where
             Ok(Some(injection_warnings(typed.pod_spec(), &injected.status)))
         }
     }
-}
-
-/// Renders documents as one YAML stream, each starting with `---`.
-pub fn to_yaml_stream(documents: &[Value]) -> Result<String, serde_yaml::Error> {
-    let mut out = String::new();
-    for document in documents {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(document)?);
-    }
-    Ok(out)
 }

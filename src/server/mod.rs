@@ -6,7 +6,6 @@
 
 mod catalog_files;
 mod cluster;
-mod field_error;
 mod listener;
 mod metrics;
 pub mod review;

@@ -354,7 +354,7 @@ fn mutate_other(request: &AdmissionRequest<DynamicObject>, body: &[u8]) -> Decis
     let verdict = match (is_core_v1(&request.kind, "Pod"), asked) {
         (true, true) => {
             let why =
-                super::field_error::field_error_in::<AdmissionReview<Pod>>(body, "request.object.")
+                crate::field_error::field_error_in::<AdmissionReview<Pod>>(body, "request.object.")
                     .unwrap_or_else(|| "it does not decode".to_owned());
             Verdict::Deny {
                 message: format!(
@@ -455,7 +455,7 @@ fn typed<T: serde::de::DeserializeOwned>(
     let object = object.ok_or_else(|| format!("the review carries no {kind} object"))?;
     let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
     serde_json::from_value(value.clone()).map_err(|e| {
-        let why = super::field_error::field_error::<T>(&value).unwrap_or_else(|| e.to_string());
+        let why = crate::field_error::field_error::<T>(&value).unwrap_or_else(|| e.to_string());
         format!("the object does not decode as a {kind}: {why}")
     })
 }

@@ -15,6 +15,27 @@ pub fn field_error<T: DeserializeOwned>(value: &serde_json::Value) -> Option<Str
     }
 }
 
+/// [`field_error`] for a `value` found at `prefix` (such as `spec.template`)
+/// of a larger object, naming the field from that object's root.
+pub fn field_error_under<T: DeserializeOwned>(
+    value: &serde_json::Value,
+    prefix: &str,
+) -> Option<String> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(_) => None,
+        Err(error) => {
+            let path = error.path().to_string();
+            let path = match (prefix, path.as_str()) {
+                (prefix, "" | ".") => prefix.to_owned(),
+                ("", path) => path.to_owned(),
+                (prefix, path) if path.starts_with('[') => format!("{prefix}{path}"),
+                (prefix, path) => format!("{prefix}.{path}"),
+            };
+            Some(describe(&path, error.inner()))
+        }
+    }
+}
+
 /// Why `body` does not decode as a `T`, naming the field from the root of the
 /// body, with `prefix` (such as `request.object.`) taken off the path.
 pub fn field_error_in<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Option<String> {
@@ -73,6 +94,22 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(field_error::<Pod>(&value).as_deref(), expected, "{value}");
         }
+        let template =
+            json!({"spec": {"volumes": [{"name": "v", "secret": {"defaultMode": "0400"}}]}});
+        assert_eq!(
+            field_error_under::<k8s_openapi::api::core::v1::PodTemplateSpec>(
+                &template,
+                "spec.template"
+            )
+            .as_deref(),
+            Some(
+                "spec.template.spec.volumes[0].secret.defaultMode: invalid type: string \"0400\", expected i32"
+            )
+        );
+        assert_eq!(
+            field_error_under::<Pod>(&json!("x"), "items[2]").as_deref(),
+            Some("items[2]: invalid type: string \"x\", expected Pod")
+        );
         let engine = json!({
             "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
             "metadata": {"name": "e"},

@@ -1,0 +1,14 @@
+//! Kubernetes YAML as kubectl reads it (YAML 1.1 through go-yaml v2), and
+//! written back so that every reader reads what was meant: unchanged
+//! documents byte for byte, changed ones edited in place.
+
+mod edit;
+mod emit;
+mod load;
+mod resolve;
+mod text;
+
+pub use edit::rewrite;
+pub use emit::to_yaml;
+pub use load::{Document, Node, Shape, YamlError, load};
+pub use resolve::{Plain, plain_is_string, resolve_plain};
