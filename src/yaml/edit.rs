@@ -70,6 +70,34 @@ pub fn rewrite(text: &str, documents: &[Document], targets: &HashMap<usize, Valu
         .collect()
 }
 
+/// Whether every key of `entries` is still in `wanted`: only then can a
+/// mapping be edited in place (removing a key is left to the replacement).
+fn keeps_all_keys(entries: &[(Node, Node)], wanted: &serde_json::Map<String, Value>) -> bool {
+    entries
+        .iter()
+        .all(|(k, _)| key(k).is_some_and(|k| wanted.contains_key(k)))
+}
+
+/// Merges into each entry of `entries` its value in `wanted`, and yields
+/// the entries of `wanted` that are not there yet, in `wanted`'s order.
+/// `column` is the column of the mapping holding `entries`, if block style.
+fn merge_entries<'w>(
+    text: &str,
+    entries: &[(Node, Node)],
+    wanted: &'w serde_json::Map<String, Value>,
+    column: Option<usize>,
+    edits: &mut Vec<Edit>,
+) -> impl Iterator<Item = (&'w String, &'w Value)> {
+    let mut added = Vec::new();
+    for (name, value) in wanted {
+        match entries.iter().find(|(k, _)| key(k) == Some(name)) {
+            Some((_, old)) => merge(text, old, value, column, edits),
+            None => added.push((name, value)),
+        }
+    }
+    added.into_iter()
+}
+
 /// Edits that turn `node` into `target`. `parent_column` is the column of
 /// the mapping or sequence holding `node`, if any.
 fn merge(
@@ -90,19 +118,11 @@ fn merge(
                 entries,
             },
             Value::Object(wanted),
-        ) if entries
-            .iter()
-            .all(|(k, _)| key(k).is_some_and(|k| wanted.contains_key(k))) =>
-        {
-            let mut added = serde_json::Map::new();
-            for (name, value) in wanted {
-                match entries.iter().find(|(k, _)| key(k) == Some(name)) {
-                    Some((_, old)) => merge(text, old, value, Some(node.column), edits),
-                    None => {
-                        added.insert(name.clone(), value.clone());
-                    }
-                }
-            }
+        ) if keeps_all_keys(entries, wanted) => {
+            let added: serde_json::Map<String, Value> =
+                merge_entries(text, entries, wanted, Some(node.column), edits)
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect();
             if !added.is_empty() {
                 let last = entries
                     .iter()
@@ -124,17 +144,10 @@ fn merge(
                 entries,
             },
             Value::Object(wanted),
-        ) if entries
-            .iter()
-            .all(|(k, _)| key(k).is_some_and(|k| wanted.contains_key(k))) =>
-        {
-            let mut added = Vec::new();
-            for (name, value) in wanted {
-                match entries.iter().find(|(k, _)| key(k) == Some(name)) {
-                    Some((_, old)) => merge(text, old, value, None, edits),
-                    None => added.push(format!("{}: {}", quoted(name), json(value))),
-                }
-            }
+        ) if keeps_all_keys(entries, wanted) => {
+            let added: Vec<String> = merge_entries(text, entries, wanted, None, edits)
+                .map(|(name, value)| format!("{}: {}", quoted(name), json(value)))
+                .collect();
             edits.push(flow_append(node, entries.is_empty(), &added));
         }
         (Shape::Seq { flow: true, items }, Value::Array(wanted))
