@@ -34,7 +34,9 @@ def contains(a, b, path, missing):
             else:
                 missing.append(f"{path}.{key} is gone")
     elif isinstance(a, list) and isinstance(b, list) and len(a) <= len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        # A container's env: injected entries go first, the user's follow.
+        shift = len(b) - len(a) if path.endswith(".env") else 0
+        for i, (x, y) in enumerate(zip(a, b[shift:])):
             contains(x, y, f"{path}[{i}]", missing)
     elif a != b or type(a) is not type(b):
         missing.append(f"{path}: {a!r} became {b!r}")

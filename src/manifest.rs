@@ -14,7 +14,7 @@ use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
 use crate::field_error::field_error_under;
 use crate::inject::{
-    InjectError, InjectOptions, Outcome, PodLike, inject_requested, injection_warnings,
+    InjectError, InjectOptions, Outcome, PodLike, inject_requested, opt_in_mistakes,
 };
 use crate::yaml;
 
@@ -284,13 +284,31 @@ fn inject_document(
             path.trim_start_matches('/').replace('/', ".")
         ));
     }
+    let replicas = workload_replicas(&kind, &value);
     let Some(pod_value) = value.pointer_mut(path) else {
         return value;
     };
+    let dotted = path.trim_start_matches('/').replace('/', ".");
+    let metadata_at = if dotted.is_empty() {
+        "metadata".to_owned()
+    } else {
+        format!("{dotted}.metadata")
+    };
+    let string_map = |key: &str| {
+        pod_value
+            .get("metadata")
+            .and_then(|m| m.get(key))
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+    };
+    let (annotations, labels) = (string_map("annotations"), string_map("labels"));
+    out.warnings.extend(
+        opt_in_mistakes(annotations.as_ref(), labels.as_ref(), &metadata_at)
+            .into_iter()
+            .map(|w| format!("{}: {object}: {w}", doc.origin())),
+    );
     if !has_model_annotation(pod_value.get("metadata")) {
         return value;
     }
-    let dotted = path.trim_start_matches('/').replace('/', ".");
     let (result, type_name) = if path.is_empty() {
         (
             inject_typed::<Pod>(pod_value, "", &namespace, lookup, options),
@@ -302,8 +320,13 @@ fn inject_document(
         (result, "PodTemplateSpec")
     };
     match result {
-        Ok(Some(warnings)) => {
+        Ok(Some(mut warnings)) => {
             out.injected += 1;
+            if let (Some(claim), Some(replicas)) = (model_store_claim(pod_value), replicas) {
+                warnings.push(format!(
+                    "its {replicas} share the model store, PersistentVolumeClaim {claim:?}: with ReadWriteOnce, pods on other nodes cannot mount it (Multi-Attach error); with ReadWriteMany, every pod's llm-pull writes the same blob directory at once; give each pod its own store (the default emptyDir, or a StatefulSet's volumeClaimTemplates with a per-pod claim) or run one replica"
+                ));
+            }
             out.warnings.extend(
                 warnings
                     .into_iter()
@@ -329,6 +352,32 @@ fn inject_document(
         }),
     }
     value
+}
+
+/// How many pods a workload runs at once, when that can be more than one:
+/// `spec.replicas` (Deployment, ReplicaSet, StatefulSet; absent is 1),
+/// `spec.parallelism` (Job), every node (DaemonSet).
+fn workload_replicas(kind: &str, value: &Value) -> Option<String> {
+    let count = |pointer: &str| value.pointer(pointer).and_then(Value::as_i64).unwrap_or(1);
+    let n = match kind {
+        "Deployment" | "ReplicaSet" | "StatefulSet" => count("/spec/replicas"),
+        "Job" => count("/spec/parallelism"),
+        "CronJob" => count("/spec/jobTemplate/spec/parallelism"),
+        "DaemonSet" => return Some("pods (one per node)".to_owned()),
+        _ => 1,
+    };
+    (n > 1).then(|| format!("{n} replicas"))
+}
+
+/// The claim of the injected model store, when it is a PersistentVolumeClaim.
+fn model_store_claim(pod: &Value) -> Option<String> {
+    pod.pointer("/spec/volumes")?
+        .as_array()?
+        .iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(crate::inject::MODEL_VOLUME))?
+        .pointer("/persistentVolumeClaim/claimName")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// The paths (`spec.template.metadata.annotations`) of every
@@ -395,7 +444,7 @@ where
                     "the patch does not apply: {e}"
                 )))
             })?;
-            Ok(Some(injection_warnings(typed.pod_spec(), &injected.status)))
+            Ok(Some(injected.warnings.clone()))
         }
     }
 }

@@ -41,6 +41,9 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// Variables the injector may add to a user container.
 const USER_ENV: &[&str] = &[
     "OLLAMA_HOST",
+    "OLLAMA_BASE_URL",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
     "LLM_MODEL",
     "LLM_BASE_URL",
     "LLM_ENDPOINTS",
@@ -878,7 +881,8 @@ fn cases() -> Vec<Case> {
                 assert_eq!(pod["spec"]["futurePodField"], json!({"x": [1, 2]}));
                 let app = &pod["spec"]["containers"][0];
                 assert_eq!(app["futureContainerField"], true);
-                assert_eq!(app["env"][0]["futureEnvField"], "y");
+                let env = app["env"].as_array().unwrap();
+                assert_eq!(env.last().unwrap()["futureEnvField"], "y");
                 assert_eq!(pod["spec"]["initContainers"][0]["futureField"], 1);
                 assert_eq!(pod["spec"]["initContainers"][1]["name"], "llm-pull");
             }),
@@ -977,7 +981,7 @@ fn cases() -> Vec<Case> {
                 let app = &pod["spec"]["containers"][0];
                 let env = app["env"].as_array().unwrap();
                 assert_eq!(
-                    &env[..3],
+                    &env[env.len() - 3..],
                     before["spec"]["containers"][0]["env"]
                         .as_array()
                         .unwrap()
@@ -987,12 +991,15 @@ fn cases() -> Vec<Case> {
                 assert_eq!(
                     names,
                     [
+                        "OLLAMA_BASE_URL",
+                        "OPENAI_BASE_URL",
+                        "OPENAI_API_KEY",
+                        "LLM_MODEL",
+                        "LLM_BASE_URL",
+                        "LLM_ENDPOINTS",
                         "CUDA_VISIBLE_DEVICES",
                         "NVIDIA_VISIBLE_DEVICES",
                         "OLLAMA_HOST",
-                        "LLM_MODEL",
-                        "LLM_BASE_URL",
-                        "LLM_ENDPOINTS"
                     ]
                 );
             }),
@@ -1456,6 +1463,17 @@ fn appended<'a>(what: &str, before: &Value, after: &'a Value) -> &'a [Value] {
     &new[old.len()..]
 }
 
+/// Asserts `list` ends with `suffix` unchanged (env: injected entries go
+/// first so the user's `$(VAR)` resolve), and returns what was put before it.
+fn prepended<'a>(what: &str, before: &Value, after: &'a Value) -> &'a [Value] {
+    let old = before.as_array().map(Vec::as_slice).unwrap_or_default();
+    let new = after.as_array().map(Vec::as_slice).unwrap_or_default();
+    assert!(new.len() >= old.len(), "{what}: items removed");
+    let added = new.len() - old.len();
+    assert_eq!(&new[added..], old, "{what}: existing items changed");
+    &new[..added]
+}
+
 /// The generic checks of a patched answer; returns the patched object.
 fn check_patched(request: &Value, answer: &Value) -> Value {
     let response = &answer["response"];
@@ -1583,7 +1601,7 @@ fn check_patched(request: &Value, answer: &Value) -> Value {
             .remove("env")
             .unwrap_or(Value::Null);
         assert_eq!(old_rest, new_rest, "container {name}: changed beyond env");
-        let added = appended(&format!("container {name} env"), &old_env, &new_env);
+        let added = prepended(&format!("container {name} env"), &old_env, &new_env);
         let old_names: BTreeSet<&str> = old_env
             .as_array()
             .into_iter()

@@ -1,7 +1,9 @@
 //! The patch of an injection is built from the parts of the pod injection may
-//! change only (`inject::patch_between`); it must be exactly the
-//! `json_patch::diff` of the whole pod before and after, both without
-//! `metadata.managedFields` (how it was built before). Checked on every pod and
+//! change only (`inject::patch_between`); applied to the whole pod it must
+//! make the injected pod, and apart from the env entries put
+//! before a container's own it is exactly the `json_patch::diff` of the whole
+//! pod before and after, both without `metadata.managedFields` (how it was
+//! built before). Checked on every pod and
 //! pod template of the examples, the golden cases and errors, the apiserver
 //! fixtures and a few hand-made edge cases, for both `inject` (the CLI) and
 //! `inject_patch` (the webhook).
@@ -83,9 +85,44 @@ fn check<P: PodLike + DeserializeOwned>(origin: &str, object: &Value, catalog: &
             b.err()
         ),
     };
-    let expected = json_patch::diff(&full_json(&typed), &full_json(&injected.object));
-    assert_eq!(injected.patch, expected, "{origin}: inject's patch");
-    assert_eq!(patched.patch, expected, "{origin}: inject_patch's patch");
+    let (before, after) = (full_json(&typed), full_json(&injected.object));
+    let mut applied = before.clone();
+    json_patch::patch(&mut applied, &injected.patch)
+        .unwrap_or_else(|e| panic!("{origin}: the patch does not apply: {e}"));
+    assert_eq!(
+        applied, after,
+        "{origin}: the patch makes the injected object"
+    );
+    assert_eq!(
+        patched.patch, injected.patch,
+        "{origin}: inject_patch's patch"
+    );
+    // Apart from the env entries put before a container's own (each an
+    // `add` at its index, where a diff would replace the shifted entries),
+    // the patch is the diff of the whole objects.
+    let mut without_env = before.clone();
+    let mut after_without_env = after.clone();
+    for object in [&mut without_env, &mut after_without_env] {
+        if let Some(containers) = object
+            .pointer_mut("/spec/containers")
+            .and_then(Value::as_array_mut)
+        {
+            for container in containers {
+                if let Some(map) = container.as_object_mut() {
+                    map.remove("env");
+                }
+            }
+        }
+    }
+    let expected = json_patch::diff(&without_env, &after_without_env);
+    let not_env: Vec<_> = injected
+        .patch
+        .0
+        .iter()
+        .filter(|op| !op.path().to_string().contains("/env"))
+        .cloned()
+        .collect();
+    assert_eq!(not_env, expected.0, "{origin}: inject's patch beyond env");
     assert_eq!(patched.status, injected.status, "{origin}: status");
     // The object keeps its managedFields.
     assert_eq!(

@@ -189,6 +189,7 @@ fn engine(name: String) -> impl Strategy<Value = LLMEngine> {
                         runtime_class_name: runtime_class.filter(|_| gpu),
                     },
                     resources: None,
+                    pull_resources: None,
                     model_store: None,
                     env: Vec::new(),
                     security_context: None,
@@ -226,6 +227,7 @@ fn model(name: &'static str) -> impl Strategy<Value = LLMModel> {
                         parallel_requests: Some(n),
                         ..Default::default()
                     }),
+                    client_env: Vec::new(),
                 },
             );
             m.metadata.namespace = Some("team-a".to_owned());
@@ -285,12 +287,12 @@ proptest! {
                 for op in injected.patch.iter() {
                     prop_assert!(matches!(op, json_patch::PatchOperation::Add(_)), "not an add: {:?}", op);
                 }
-                // User containers keep their env entries, in order, as a prefix.
+                // User containers keep their env entries, in order, after the injected ones.
                 let after = injected.object.spec.as_ref().unwrap();
                 for (before, after) in pod.spec.as_ref().unwrap().containers.iter().zip(&after.containers) {
                     let old = before.env.clone().unwrap_or_default();
                     let new = after.env.clone().unwrap_or_default();
-                    prop_assert_eq!(&new[..old.len()], &old[..]);
+                    prop_assert_eq!(&new[new.len() - old.len()..], &old[..]);
                 }
                 // Injecting again changes nothing.
                 let again = inject_requested(&injected.object, &namespace, &catalog, &InjectOptions::default());

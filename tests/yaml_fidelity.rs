@@ -43,7 +43,8 @@ fn inject(text: &str) -> Result<String, String> {
 }
 
 /// Whether `output` holds everything of `input`: the same scalars, every key
-/// of each mapping, and each list's items as the first items of the output's.
+/// of each mapping, and each list's items as the first items of the output's
+/// (the last, for a container's env).
 fn contains(input: &Value, output: &Value, path: &str, missing: &mut Vec<String>) {
     match (input, output) {
         (Value::Object(a), Value::Object(b)) => {
@@ -52,6 +53,14 @@ fn contains(input: &Value, output: &Value, path: &str, missing: &mut Vec<String>
                     Some(other) => contains(value, other, &format!("{path}.{key}"), missing),
                     None => missing.push(format!("{path}.{key} is gone")),
                 }
+            }
+        }
+        // A container's env: injected entries go first (so `$(VAR)` of the
+        // user's resolve), the user's follow as written.
+        (Value::Array(a), Value::Array(b)) if a.len() <= b.len() && path.ends_with(".env") => {
+            let shift = b.len() - a.len();
+            for (i, (value, other)) in a.iter().zip(&b[shift..]).enumerate() {
+                contains(value, other, &format!("{path}[{i}]"), missing);
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() <= b.len() => {

@@ -91,23 +91,41 @@ pub struct LLMEngineSpec {
 
     /// CPU and memory requests and limits of one engine instance. GPU limits are
     /// added by the injector from the model's `parallelism.model`; do not set them here.
+    /// Every injected container gets a request and a limit for cpu and memory, so
+    /// a namespace's LimitRange never chooses them: a resource given only a
+    /// request gets it as its limit too, one given neither gets requests
+    /// cpu 1, memory 2Gi and limits cpu 8, memory 16Gi. Instance 0 also
+    /// requests the emptyDir model store's `sizeLimit` as `ephemeral-storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// CPU and memory requests and limits of the `llm-pull` init container,
+    /// completed as `resources` are. Default: requests cpu 100m, memory 128Mi;
+    /// limits cpu 1, memory 1Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_resources: Option<ResourceRequirements>,
 
     /// Where models are stored, shared by the puller and every engine instance of a pod.
     /// Default: an `emptyDir` with `sizeLimit: 50Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_store: Option<ModelStore>,
 
-    /// Extra environment for the engine containers (for example `OLLAMA_FLASH_ATTENTION=1`).
-    /// Variables the injector owns (`OLLAMA_HOST`, `OLLAMA_MODELS`, device visibility) may not be set here.
+    /// Extra environment for the engine containers and `llm-pull` (for example
+    /// `OLLAMA_FLASH_ATTENTION=1`, or `HTTPS_PROXY`, `NO_PROXY` and `SSL_CERT_FILE`
+    /// for downloads). Variables the injector owns (`OLLAMA_HOST`, `OLLAMA_MODELS`,
+    /// `HOME`, `TMPDIR`, device visibility) may not be set here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub env: Vec<EnvVar>,
 
-    /// The securityContext of the injected containers (`llm-pull` and every
-    /// `llm-engine-<i>`), for example restricted values: `runAsNonRoot`,
-    /// `allowPrivilegeEscalation: false`, `capabilities.drop: [ALL]`.
+    /// The securityContext of the injected containers (`llm-pull`, every
+    /// `llm-engine-<i>` and `llm-router`), replacing the default as a whole.
+    /// Default: what Pod Security "restricted" asks (`runAsNonRoot: true`,
+    /// `runAsUser` and `runAsGroup` 65532, `allowPrivilegeEscalation: false`,
+    /// `capabilities.drop: [ALL]`, `seccompProfile.type: RuntimeDefault`) and
+    /// `readOnlyRootFilesystem: true`. Set it only for an engine that needs more,
+    /// or on platforms that assign uids themselves (OpenShift: leave out
+    /// `runAsUser` and `runAsGroup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
 }

@@ -74,6 +74,16 @@ pub struct LLMModelSpec {
     /// Ollama serving settings of every engine instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<Serving>,
+
+    /// More environment for the pod's own containers, after the standard names
+    /// (`OLLAMA_HOST`, `OLLAMA_BASE_URL`, `OPENAI_BASE_URL`, `OPENAI_API_KEY`,
+    /// `LLM_MODEL`, `LLM_BASE_URL`, `LLM_ENDPOINTS`), so values can refer to them
+    /// as `$(OPENAI_BASE_URL)`. An entry with a standard name replaces it (for
+    /// example `OPENAI_API_KEY` from a Secret). A container that sets a name
+    /// itself keeps its own value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub client_env: Vec<k8s_openapi::api::core::v1::EnvVar>,
 }
 
 impl LLMModelSpec {

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, ExecAction, PodResourceClaim, Probe, ResourceClaim, ResourceRequirements,
-    Volume, VolumeMount,
+    Capabilities, Container, EnvVar, ExecAction, PodResourceClaim, Probe, ResourceClaim,
+    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -41,10 +41,21 @@ pub const ROUTER_CONTAINER: &str = "llm-router";
 /// Path of the llm-injector binary in its image (the router image).
 const ROUTER_BINARY: &str = "/llm-injector";
 
-/// The pull script: a private server on the engine's base port (no engine runs
-/// yet), `ollama pull`, then stop. Pulling from a postStart hook would race the
-/// engine's own server and crash-loop.
+/// The uid and gid the injected containers run as by default: not root, and
+/// not a user of the ollama image (which has none besides root; Ollama needs
+/// no account, only a writable `$HOME`, `$TMPDIR` and `$OLLAMA_MODELS`, all
+/// on the model store).
+pub const INJECTED_UID: i64 = 65532;
+
+/// The pull script: the directories Ollama writes to (on the model store,
+/// whose emptyDir is writable by any uid), a private server on the engine's
+/// base port (no engine runs yet), `ollama pull`, then stop. Pulling from a
+/// postStart hook would race the engine's own server and crash-loop.
 const PULL_SCRIPT: &str = r#"set -u
+mkdir -p "$HOME" "$TMPDIR" "$OLLAMA_MODELS" || {
+  echo "llm-pull: cannot create $HOME, $TMPDIR and $OLLAMA_MODELS on the model store as uid $(id -u): make the store writable by that uid (for a PersistentVolumeClaim: the pod's securityContext.fsGroup)" >&2
+  exit 1
+}
 ollama serve &
 server=$!
 tries=0
@@ -68,9 +79,32 @@ wait "$server" 2>/dev/null
 exit "$status"
 "#;
 
-/// Startup check: an empty, non-interactive `ollama run` loads the model and
-/// returns once it answers, so the probe passes only when the model is loaded.
-const LOADED_CHECK: &str = r#"ollama run "$LLM_MODEL" </dev/null >/dev/null"#;
+/// Startup check: loads the model and passes once it is loaded, for
+/// completion and embedding models alike, so the app starts only then.
+///
+/// It asks `/api/embed` with no input: Ollama v0.12.6 schedules the runner
+/// there without requiring a capability (server/routes.go line 653, `[]model.Capability{}`)
+/// and answers 200 with no embeddings once the model is loaded (lines 660-663).
+/// `/api/generate`, which `ollama run` calls, requires the completion
+/// capability first and answers 400 "does not support generate" for
+/// embedding models (lines 329-349), so an embedding model never got ready.
+/// The ollama CLI has no command that calls `/api/embed`, and the image no
+/// curl (Dockerfile: ubuntu:24.04 plus ca-certificates), so bash sends the
+/// request itself over `/dev/tcp`. Model names are ASCII without quotes (the
+/// LLMModel's `spec.model` pattern), so the JSON needs no escaping.
+/// tests/ollama_probe.rs runs this script against a real Ollama server.
+pub const LOADED_CHECK: &str = r#"set -u
+body="{\"model\":\"$LLM_MODEL\"}"
+exec 3<>"/dev/tcp/127.0.0.1/${OLLAMA_HOST##*:}" || exit 1
+printf 'POST /api/embed HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "${#body}" "$body" >&3
+IFS= read -r status <&3
+case "$status" in
+  "HTTP/1."?" 200 "*) exit 0 ;;
+esac
+echo "llm-engine: loading $LLM_MODEL: $status" >&2
+cat <&3 >&2
+exit 1
+"#;
 
 pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -88,6 +122,10 @@ fn store_env(plan: &Plan, port: i32) -> Vec<EnvVar> {
         // The server writes its key pair under $HOME/.ollama; the image's
         // HOME is not writable with a read-only root or a non-root user.
         env("HOME", format!("{MODEL_MOUNT_PATH}/home")),
+        // The runner writes a temporary file at every model load
+        // (runner/ollamarunner/runner.go line 1286, os.CreateTemp("", ...)),
+        // and the root filesystem is read-only.
+        env("TMPDIR", format!("{MODEL_MOUNT_PATH}/tmp")),
         env("OLLAMA_NOPRUNE", "1"),
         env("LLM_MODEL", plan.ollama_model),
     ]
@@ -122,17 +160,27 @@ fn exec_probe(command: &[&str]) -> ExecAction {
 
 /// The `llm-pull` init container: no GPU, and `NVIDIA_VISIBLE_DEVICES=void`
 /// so a node whose default runtime is nvidia does not hand it every GPU.
+/// It gets the engine's `env` too (proxy and CA settings: it is the only
+/// container that downloads), and its own resources. Under a classic
+/// service-mesh sidecar it runs as the proxy's uid, whose traffic the mesh's
+/// redirection leaves alone (see [`Plan::pull_uid`]).
 pub fn pull_container(plan: &Plan) -> Container {
     let mut env_vars = store_env(plan, plan.port);
     env_vars.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
+    env_vars.extend(plan.engine_env.iter().cloned());
+    let mut security_context = plan.security_context.clone();
+    if let Some(uid) = plan.pull_uid {
+        security_context.run_as_user = Some(uid);
+    }
     Container {
         name: PULL_CONTAINER.to_owned(),
         image: Some(plan.image.to_owned()),
         command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
         args: Some(vec![PULL_SCRIPT.to_owned()]),
         env: Some(env_vars),
+        resources: Some(plan.pull_resources.clone()),
         volume_mounts: Some(store_mount()),
-        security_context: plan.security_context.cloned(),
+        security_context: Some(security_context),
         ..Default::default()
     }
 }
@@ -178,7 +226,7 @@ pub fn engine_container(plan: &Plan, instance: i32) -> Container {
         volume_mounts: Some(store_mount()),
         restart_policy: Some("Always".to_owned()),
         startup_probe: Some(Probe {
-            exec: Some(exec_probe(&["/bin/sh", "-c", LOADED_CHECK])),
+            exec: Some(exec_probe(&["/bin/bash", "-c", LOADED_CHECK])),
             period_seconds: Some(10),
             timeout_seconds: Some(300),
             failure_threshold: Some(120),
@@ -198,7 +246,7 @@ pub fn engine_container(plan: &Plan, instance: i32) -> Container {
             failure_threshold: Some(6),
             ..Default::default()
         }),
-        security_context: plan.security_context.cloned(),
+        security_context: Some(plan.security_context.clone()),
         ..Default::default()
     }
 }
@@ -242,15 +290,42 @@ pub fn router_container(plan: &Plan) -> Option<Container> {
                 ("cpu".to_owned(), quantity("50m")),
                 ("memory".to_owned(), quantity("32Mi")),
             ])),
-            limits: Some(BTreeMap::from([("memory".to_owned(), quantity("128Mi"))])),
+            limits: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("1")),
+                ("memory".to_owned(), quantity("128Mi")),
+            ])),
             ..Default::default()
         }),
         restart_policy: Some("Always".to_owned()),
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/livez", 20)),
-        security_context: plan.security_context.cloned(),
+        security_context: Some(plan.security_context.clone()),
         ..Default::default()
     })
+}
+
+/// The securityContext of the injected containers when the LLMEngine sets
+/// none: what Pod Security "restricted" asks of every container (not root,
+/// no privilege escalation, no capabilities, the runtime's default seccomp
+/// profile), and a read-only root filesystem: Ollama writes only to `$HOME`,
+/// `$TMPDIR` and `$OLLAMA_MODELS`, all on the model store.
+pub fn restricted_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            add: None,
+            drop: Some(vec!["ALL".to_owned()]),
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_group: Some(INJECTED_UID),
+        run_as_non_root: Some(true),
+        run_as_user: Some(INJECTED_UID),
+        seccomp_profile: Some(SeccompProfile {
+            localhost_profile: None,
+            type_: "RuntimeDefault".to_owned(),
+        }),
+        ..Default::default()
+    }
 }
 
 /// `llm-engine-<instance>`.
@@ -265,8 +340,18 @@ pub fn claim_name(instance: i32) -> String {
 
 /// The engine's CPU/memory plus this instance's GPUs: a device-plugin limit of
 /// `parallelism.model`, or the instance's own DRA claim.
+/// Instance 0 also requests the model store's `ephemeral-storage`, so the
+/// scheduler places the pod where the store fits (an emptyDir's `sizeLimit`
+/// alone is invisible to scheduling).
 fn engine_resources(plan: &Plan, instance: i32) -> Option<ResourceRequirements> {
-    let mut resources = plan.resources.cloned().unwrap_or_default();
+    let mut resources = plan.engine_resources.clone();
+    if let (0, Some(size)) = (instance, plan.model_store_request.as_ref()) {
+        resources
+            .requests
+            .get_or_insert_with(BTreeMap::new)
+            .entry("ephemeral-storage".to_owned())
+            .or_insert_with(|| size.clone());
+    }
     match (plan.allocation, plan.resource_name) {
         (Allocation::Dra, _) => {
             resources

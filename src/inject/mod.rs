@@ -14,6 +14,7 @@ mod diff;
 mod error;
 mod options;
 mod plan;
+mod typos;
 mod user;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
@@ -23,13 +24,18 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 pub use containers::{
-    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_VOLUMES, MODEL_MOUNT_PATH, MODEL_VOLUME,
-    NO_TOKEN_VOLUME, PULL_CONTAINER, ROUTER_CONTAINER,
+    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_UID, INJECTED_VOLUMES, LOADED_CHECK,
+    MODEL_MOUNT_PATH, MODEL_VOLUME, NO_TOKEN_VOLUME, PULL_CONTAINER, ROUTER_CONTAINER,
+    restricted_security_context,
 };
 pub use error::InjectError;
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
-pub use plan::{Plan, RESERVED_ENGINE_ENV, last_injected_port};
-pub use user::requests_gpu;
+pub use plan::{
+    ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES, Plan, RESERVED_ENGINE_ENV,
+    complete_resources, last_injected_port,
+};
+pub use typos::opt_in_mistakes;
+pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
 
 use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
@@ -162,17 +168,74 @@ pub fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError>
     }
 }
 
-/// What the user should know about a pod that was injected and will run, for
-/// admission warnings and the CLI's stderr.
-pub fn injection_warnings(spec: Option<&PodSpec>, status: &InjectionStatus) -> Vec<String> {
+/// What the user should know about a pod that is injected as `plan` says
+/// and will run, for admission warnings and the CLI's stderr. `spec` is the
+/// pod as it came.
+fn injection_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
     let mut warnings = Vec::new();
-    if spec.and_then(|s| s.host_network) == Some(true) {
+    if spec.host_network == Some(true) {
         warnings.push(format!(
             "spec.hostNetwork is true: the engines of LLMModel {:?} listen on the node's loopback ({}), which the node and every hostNetwork pod on it share; a second such pod on the node cannot start its engines, and the model API is open to the node; drop hostNetwork unless the pod needs it",
-            status.model, status.endpoint
+            plan.model_name,
+            plan.endpoint_url()
+        ));
+    }
+    warnings.extend(user::endpoint_warnings(spec, plan));
+    let defaulted = plan.security_context == containers::restricted_security_context();
+    let pod_security = spec.security_context.as_ref();
+    if defaulted
+        && plan.vendor == crate::crd::Vendor::Amd
+        && pod_security
+            .and_then(|s| s.supplemental_groups.as_ref())
+            .is_none_or(Vec::is_empty)
+    {
+        warnings.push(format!(
+            "the engines of LLMModel {:?} run as uid {uid}, not root, and ROCm nodes give /dev/kfd and /dev/dri/renderD* to the render and video groups (mode 0660): add the node's render and video gids to the pod's spec.securityContext.supplementalGroups, or let the container runtime hand devices to the container's user (containerd and CRI-O: device_ownership_from_security_context = true), or set LLMEngine {:?} spec.securityContext; otherwise Ollama finds no GPU and runs on the CPU",
+            plan.model_name,
+            plan.engine_name,
+            uid = containers::INJECTED_UID,
+        ));
+    }
+    if let Some(claim) = &plan.model_store.persistent_volume_claim
+        && plan
+            .security_context
+            .run_as_user
+            .is_some_and(|uid| uid != 0)
+        && pod_security.and_then(|s| s.fs_group).is_none()
+    {
+        warnings.push(format!(
+            "llm-pull writes the model store, PersistentVolumeClaim {:?}, as uid {}, and a new volume is usually writable by root only: set the pod's spec.securityContext.fsGroup (for example {}) so Kubernetes makes it group-writable, or the pull fails",
+            claim.claim_name,
+            plan.security_context.run_as_user.unwrap_or_default(),
+            plan.security_context.run_as_group.unwrap_or(containers::INJECTED_UID),
         ));
     }
     warnings
+}
+
+/// The uid of a classic (not native) service-mesh sidecar of the pod. Its
+/// init container redirects all outbound traffic of the pod to the proxy,
+/// which starts only after the init containers, so `llm-pull` could not
+/// download; traffic of the proxy's own uid is not redirected (Istio:
+/// istio-iptables `--proxy-uid`, "Compatibility with application init
+/// containers" in Istio's CNI docs; Linkerd: proxy-init `--proxy-uid`), so
+/// `llm-pull` runs as that uid. A proxy that is a native sidecar (an init
+/// container with `restartPolicy: Always` before `llm-pull`) is running when
+/// `llm-pull` starts and needs nothing.
+fn classic_mesh_proxy_uid(spec: &PodSpec) -> Option<i64> {
+    let proxy = spec.containers.iter().find(|c| user::is_proxy(c))?;
+    let default = if proxy.name == "istio-proxy" {
+        1337
+    } else {
+        2102
+    };
+    Some(
+        proxy
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .unwrap_or(default),
+    )
 }
 
 /// What injection added, written as JSON into the `llm.injector.dev/status` annotation.
@@ -206,6 +269,8 @@ pub struct Injected<P> {
     pub object: P,
     pub patch: json_patch::Patch,
     pub status: InjectionStatus,
+    /// What the user should know (admission warnings, the CLI's stderr).
+    pub warnings: Vec<String>,
 }
 
 /// The JSON Patch of an injection without the injected object: what the
@@ -214,6 +279,8 @@ pub struct Injected<P> {
 pub struct Patched {
     pub patch: json_patch::Patch,
     pub status: InjectionStatus,
+    /// What the user should know (admission warnings).
+    pub warnings: Vec<String>,
 }
 
 /// The result of [`inject_requested_patch`].
@@ -319,12 +386,13 @@ pub fn inject<P: PodLike>(
     let plan = Plan::new(model, engine, options)?;
     let mut after = obj.clone();
     let (meta, spec) = after.parts_mut()?;
-    let status = mutate(meta, spec, &plan)?;
+    let (status, warnings) = mutate(meta, spec, &plan)?;
     let patch = patch_between(obj, &after)?;
     Ok(Injected {
         object: after,
         patch,
         status,
+        warnings,
     })
 }
 
@@ -339,9 +407,13 @@ pub fn inject_patch<P: PodLike>(
     // managedFields never change and are not part of the patch: not copied.
     let mut after = obj.clone_without_managed_fields();
     let (meta, spec) = after.parts_mut()?;
-    let status = mutate(meta, spec, &plan)?;
+    let (status, warnings) = mutate(meta, spec, &plan)?;
     let patch = patch_between(obj, &after)?;
-    Ok(Patched { patch, status })
+    Ok(Patched {
+        patch,
+        status,
+        warnings,
+    })
 }
 
 /// `json_patch::diff` of `before` and `after` (`after` being `before` as
@@ -358,7 +430,56 @@ fn patch_between<P: PodLike>(before: &P, after: &P) -> Result<json_patch::Patch,
     let kept = Kept::of(before_spec);
     let left = touched_json(before.pod_metadata(), before_spec, &kept)?;
     let right = touched_json(after.pod_metadata(), after_spec, &kept)?;
-    Ok(diff::diff(&left, right))
+    let mut patch = diff::diff(&left, right);
+    add_env_ops(before_spec, after_spec, &mut patch)?;
+    Ok(patch)
+}
+
+/// `add` operations for the env entries [`mutate`] put before each user
+/// container's own (a diff would replace every existing entry instead, as
+/// the list shifts): the patch only adds, and never writes a user's value.
+fn add_env_ops(
+    before: &PodSpec,
+    after: &PodSpec,
+    patch: &mut json_patch::Patch,
+) -> Result<(), InjectError> {
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{AddOperation, PatchOperation};
+    for (index, (old, new)) in before.containers.iter().zip(&after.containers).enumerate() {
+        if old.env == new.env {
+            continue;
+        }
+        let mut path = PointerBuf::new();
+        for token in ["spec", "containers"] {
+            path.push_back(token);
+        }
+        path.push_back(index);
+        path.push_back("env");
+        let new_env = new.env.as_deref().unwrap_or_default();
+        let Some(old_env) = old.env.as_deref() else {
+            patch.0.push(PatchOperation::Add(AddOperation {
+                path,
+                value: to_json(&new_env)?,
+            }));
+            continue;
+        };
+        let added = new_env.len().saturating_sub(old_env.len());
+        if new_env[added..] != *old_env {
+            return Err(InjectError::Serialize(format!(
+                "container {:?}: injection changed its env beyond adding entries first",
+                new.name
+            )));
+        }
+        for (position, var) in new_env[..added].iter().enumerate() {
+            let mut at = path.clone();
+            at.push_back(position);
+            patch.0.push(PatchOperation::Add(AddOperation {
+                path: at,
+                value: to_json(var)?,
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// How many entries of the lists [`mutate`] appends to the pod had before:
@@ -381,8 +502,9 @@ impl Kept {
 
 /// The JSON of the parts of a pod that [`mutate`] may change, at the paths
 /// they have in the whole pod's JSON: `metadata.annotations`,
-/// `spec.containers[*].env`, `spec.initContainers`, `spec.volumes`,
-/// `spec.resourceClaims` and `spec.runtimeClassName`. Everything else is
+/// `spec.initContainers`, `spec.volumes`,
+/// `spec.resourceClaims` and `spec.runtimeClassName` (the containers' env is
+/// patched by [`add_env_ops`]). Everything else is
 /// left out; so are the first `kept` entries of the lists mutate appends to
 /// (each written as `{}`, which keeps the indexes of the entries after them).
 /// A field absent from the pod is absent here, as in the pod's JSON.
@@ -392,18 +514,7 @@ fn touched_json(
     kept: &Kept,
 ) -> Result<Value, InjectError> {
     let mut spec_json = Map::new();
-    let containers = spec
-        .containers
-        .iter()
-        .map(|c| {
-            let mut container = Map::new();
-            if let Some(env) = &c.env {
-                container.insert("env".to_owned(), to_json(env)?);
-            }
-            Ok(Value::Object(container))
-        })
-        .collect::<Result<Vec<_>, InjectError>>()?;
-    spec_json.insert("containers".to_owned(), Value::Array(containers));
+
     if let Some(init) = &spec.init_containers {
         spec_json.insert(
             "initContainers".to_owned(),
@@ -449,12 +560,17 @@ fn to_json(value: &impl Serialize) -> Result<serde_json::Value, InjectError> {
     serde_json::to_value(value).map_err(|e| InjectError::Serialize(e.to_string()))
 }
 
-/// Applies the plan to a pod's metadata and spec, appending only.
+/// Applies the plan to a pod's metadata and spec, adding only, and says
+/// what the user should know.
 fn mutate(
     meta: &mut ObjectMeta,
     spec: &mut PodSpec,
     plan: &Plan,
-) -> Result<InjectionStatus, InjectError> {
+) -> Result<(InjectionStatus, Vec<String>), InjectError> {
+    let plan = &Plan {
+        pull_uid: classic_mesh_proxy_uid(spec),
+        ..plan.clone()
+    };
     let engine_names: Vec<String> = (0..plan.instances)
         .map(containers::engine_container_name)
         .collect();
@@ -471,6 +587,7 @@ fn mutate(
 
     check_collisions(spec, plan, &init_names, &claim_names)?;
     check_ports(spec, plan)?;
+    let warnings = injection_warnings(spec, plan);
     if let Some(wanted) = plan.runtime_class {
         match spec.runtime_class_name.as_deref() {
             None => spec.runtime_class_name = Some(wanted.to_owned()),
@@ -499,7 +616,7 @@ fn mutate(
             .extend((0..plan.instances).filter_map(|i| containers::pod_claim(plan, i)));
     }
     let wanted_env = user::endpoint_env(plan);
-    for container in &mut spec.containers {
+    for container in spec.containers.iter_mut().filter(|c| !user::is_proxy(c)) {
         user::add_user_env(container, &wanted_env);
     }
 
@@ -519,7 +636,7 @@ fn mutate(
     meta.annotations
         .get_or_insert_with(Default::default)
         .insert(STATUS_ANNOTATION.to_owned(), status_json);
-    Ok(status)
+    Ok((status, warnings))
 }
 
 fn check_collisions(

@@ -1,7 +1,10 @@
 //! What one LLMModel on one LLMEngine means for a pod, checked once before
 //! anything is built with the same rules as validation (`crate::validate`).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, SecurityContext};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{InjectError, InjectOptions};
 use crate::crd::{Allocation, LLMEngine, LLMModel, ModelStore, Vendor};
@@ -13,6 +16,7 @@ pub const RESERVED_ENGINE_ENV: &[&str] = &[
     "OLLAMA_HOST",
     "OLLAMA_MODELS",
     "HOME",
+    "TMPDIR",
     "OLLAMA_KEEP_ALIVE",
     "OLLAMA_NOPRUNE",
     "OLLAMA_SCHED_SPREAD",
@@ -32,6 +36,60 @@ pub const RESERVED_ENGINE_ENV: &[&str] = &[
 pub fn last_injected_port(port: i32, instances: i32) -> i64 {
     let router_ports = if instances > 1 { 2 } else { 0 };
     i64::from(port) + i64::from(instances) - 1 + router_ports
+}
+
+/// Default CPU and memory of one container: (resource, request, limit).
+pub type DefaultResources = [(&'static str, &'static str, &'static str); 2];
+
+/// An engine instance whose LLMEngine sets no `resources` for cpu or memory.
+/// What a model needs is not known here (see validation's fit check), so
+/// these are a floor for small models, said in the README.
+pub const ENGINE_DEFAULT_RESOURCES: DefaultResources =
+    [("cpu", "1", "8"), ("memory", "2Gi", "16Gi")];
+/// `llm-pull` whose LLMEngine sets no `pullResources`: an Ollama server and
+/// `ollama pull`, which streams the download to disk.
+pub const PULL_DEFAULT_RESOURCES: DefaultResources =
+    [("cpu", "100m", "1"), ("memory", "128Mi", "1Gi")];
+
+/// `given` with a request and a limit for cpu and memory, so neither a
+/// namespace's LimitRange nor a policy that requires them decides them: a
+/// resource with only a request gets that as its limit, one with only a limit
+/// gets it as its request (as Kubernetes would), one with neither gets the
+/// defaults. Other resources are kept as given.
+pub fn complete_resources(
+    given: Option<&ResourceRequirements>,
+    defaults: &DefaultResources,
+) -> ResourceRequirements {
+    let mut resources = given.cloned().unwrap_or_default();
+    let requests = resources.requests.get_or_insert_with(BTreeMap::new);
+    let limits = resources.limits.get_or_insert_with(BTreeMap::new);
+    for (name, request, limit) in defaults {
+        let name = (*name).to_owned();
+        match (requests.get(&name).cloned(), limits.get(&name).cloned()) {
+            (Some(_), Some(_)) => {}
+            (Some(request), None) => {
+                limits.insert(name, request);
+            }
+            (None, Some(limit)) => {
+                requests.insert(name, limit);
+            }
+            (None, None) => {
+                requests.insert(name.clone(), Quantity((*request).to_owned()));
+                limits.insert(name, Quantity((*limit).to_owned()));
+            }
+        }
+    }
+    resources
+}
+
+/// The `ephemeral-storage` an emptyDir model store takes: its `sizeLimit`,
+/// unless it lives in memory (then it counts against memory limits).
+fn model_store_request(store: &ModelStore) -> Option<Quantity> {
+    let empty_dir = store.empty_dir.as_ref()?;
+    if empty_dir.medium.as_deref() == Some("Memory") {
+        return None;
+    }
+    empty_dir.size_limit.clone()
 }
 
 /// The `llm-router` sidecar of a pod with data parallelism.
@@ -72,10 +130,25 @@ pub struct Plan<'a> {
     pub context_length: Option<i32>,
     pub parallel_requests: Option<i32>,
     pub max_queue: Option<i32>,
-    pub resources: Option<&'a ResourceRequirements>,
+    /// Requests and limits of each engine instance (without GPUs): the
+    /// engine's `resources` completed by [`complete_resources`].
+    pub engine_resources: ResourceRequirements,
+    /// Requests and limits of `llm-pull`.
+    pub pull_resources: ResourceRequirements,
     pub model_store: ModelStore,
+    /// The `ephemeral-storage` the model store takes on the node: the
+    /// `sizeLimit` of an emptyDir on disk.
+    pub model_store_request: Option<Quantity>,
     pub engine_env: &'a [EnvVar],
-    pub security_context: Option<&'a SecurityContext>,
+    /// The securityContext of every injected container: the engine's, else
+    /// [`restricted_security_context`](super::containers::restricted_security_context).
+    pub security_context: SecurityContext,
+    /// The uid `llm-pull` runs as instead, when a classic service-mesh
+    /// sidecar would otherwise redirect its downloads (set by injection,
+    /// which sees the pod).
+    pub pull_uid: Option<i64>,
+    /// Extra environment for user containers (the model's `clientEnv`).
+    pub client_env: &'a [EnvVar],
     /// The request router in front of the instances, when there are several.
     pub router: Option<RouterPlan<'a>>,
 }
@@ -114,6 +187,7 @@ impl<'a> Plan<'a> {
         let accelerator = &engine_spec.accelerator;
         let (port, instances) = (engine_spec.port, spec.parallelism.data);
         let serving = spec.serving.as_ref();
+        let model_store = engine_spec.effective_model_store();
         let claim_template = match accelerator.allocation {
             Allocation::Dra => accelerator
                 .dra
@@ -141,10 +215,23 @@ impl<'a> Plan<'a> {
             context_length: serving.and_then(|s| s.context_length),
             parallel_requests: serving.and_then(|s| s.parallel_requests),
             max_queue: serving.and_then(|s| s.max_queue),
-            resources: engine_spec.resources.as_ref(),
-            model_store: engine_spec.effective_model_store(),
+            engine_resources: complete_resources(
+                engine_spec.resources.as_ref(),
+                &ENGINE_DEFAULT_RESOURCES,
+            ),
+            pull_resources: complete_resources(
+                engine_spec.pull_resources.as_ref(),
+                &PULL_DEFAULT_RESOURCES,
+            ),
+            model_store_request: model_store_request(&model_store),
+            model_store,
             engine_env: &engine_spec.env,
-            security_context: engine_spec.security_context.as_ref(),
+            security_context: engine_spec
+                .security_context
+                .clone()
+                .unwrap_or_else(super::containers::restricted_security_context),
+            pull_uid: None,
+            client_env: &spec.client_env,
             router: (instances > 1).then(|| RouterPlan {
                 image: &options.router_image,
                 port: port + instances,
@@ -217,6 +304,7 @@ mod tests {
                     ..Default::default()
                 },
                 resources: None,
+                pull_resources: None,
                 model_store: None,
                 env: Vec::new(),
                 security_context: None,
@@ -235,6 +323,7 @@ mod tests {
                 parallelism: Parallelism { model: gpus, data },
                 devices: devices.map(|d| d.iter().map(|s| (*s).to_owned()).collect()),
                 serving: None,
+                client_env: Vec::new(),
             },
         )
     }

@@ -1,26 +1,52 @@
-//! What user containers get: the endpoint of the engine, and GPU isolation
-//! for containers that request no GPU.
+//! What user containers get: the endpoint of the engine under the names
+//! common clients read, and GPU isolation for containers that request no
+//! GPU; and what to tell the user about their own settings.
 
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
 
 use super::containers::env;
 use super::plan::Plan;
 
-/// The environment every user container gets unless it sets the variable itself.
+/// Names of the sidecars of the service meshes injection knows: they carry
+/// the pod's traffic, not its LLM clients, so they get no LLM environment.
+pub const PROXY_CONTAINERS: [&str; 2] = ["istio-proxy", "linkerd-proxy"];
+
+/// The placeholder `OPENAI_API_KEY`: OpenAI SDKs refuse to start without a
+/// key, and Ollama ignores it.
+pub const PLACEHOLDER_API_KEY: &str = "ollama";
+
+/// The environment every user container gets unless it sets the variable
+/// itself: the standard names, then the model's `clientEnv` (an entry with a
+/// standard name replaces that one in place).
 pub fn endpoint_env(plan: &Plan) -> Vec<EnvVar> {
     let endpoint = plan.endpoint_url();
     let endpoints: Vec<String> = (0..plan.instances).map(|i| plan.instance_url(i)).collect();
-    vec![
+    let mut vars = vec![
+        // The Ollama CLI and client libraries (ollama-python, ollama-js).
         env("OLLAMA_HOST", endpoint.clone()),
+        // Open WebUI and LangChain's Ollama integrations.
+        env("OLLAMA_BASE_URL", endpoint.clone()),
+        // OpenAI SDKs and everything built on them.
+        env("OPENAI_BASE_URL", format!("{endpoint}/v1")),
+        env("OPENAI_API_KEY", PLACEHOLDER_API_KEY),
         env("LLM_MODEL", plan.ollama_model),
         env("LLM_BASE_URL", format!("{endpoint}/v1")),
         env("LLM_ENDPOINTS", endpoints.join(",")),
-    ]
+    ];
+    for extra in plan.client_env {
+        match vars.iter_mut().find(|v| v.name == extra.name) {
+            Some(standard) => *standard = extra.clone(),
+            None => vars.push(extra.clone()),
+        }
+    }
+    vars
 }
 
-/// Appends each of `wanted` the container does not set yet, plus
-/// `NVIDIA_VISIBLE_DEVICES=void` when it requests no GPU. Existing entries are
-/// never changed or reordered.
+/// Puts each of `wanted` the container does not set yet, plus
+/// `NVIDIA_VISIBLE_DEVICES=void` when it requests no GPU, before the
+/// container's own entries: Kubernetes expands `$(VAR)` only against
+/// variables defined earlier in the list, so the user's values can refer to
+/// the injected ones. Existing entries are never changed or reordered.
 pub fn add_user_env(container: &mut Container, wanted: &[EnvVar]) {
     let existing = container.env.as_deref().unwrap_or_default();
     let sets = |name: &str| existing.iter().any(|e| e.name == name);
@@ -29,7 +55,67 @@ pub fn add_user_env(container: &mut Container, wanted: &[EnvVar]) {
         additions.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
     }
     if !additions.is_empty() {
-        container.env.get_or_insert_with(Vec::new).extend(additions);
+        let env = container.env.get_or_insert_with(Vec::new);
+        env.splice(0..0, additions);
+    }
+}
+
+/// Whether a container is a known service-mesh proxy.
+pub fn is_proxy(container: &Container) -> bool {
+    PROXY_CONTAINERS.contains(&container.name.as_str())
+}
+
+/// The names whose value is the engine's address.
+const ENDPOINT_NAMES: [&str; 4] = [
+    "OLLAMA_HOST",
+    "OLLAMA_BASE_URL",
+    "OPENAI_BASE_URL",
+    "LLM_BASE_URL",
+];
+
+/// Warnings for user containers that set an endpoint name to an address
+/// that is not one of the injected engine's: that container keeps its value
+/// and does not use the engine whose GPUs the pod reserves.
+pub fn endpoint_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
+    let ports: Vec<i32> = (0..plan.instances)
+        .map(|i| plan.instance_port(i))
+        .chain(plan.router.as_ref().map(|r| r.port))
+        .collect();
+    let local = |value: &str| {
+        ports.iter().any(|port| {
+            ["127.0.0.1", "localhost", "[::1]"]
+                .iter()
+                .any(|host| value.contains(&format!("{host}:{port}")))
+        })
+    };
+    let mut warnings = Vec::new();
+    for container in spec.containers.iter().filter(|c| !is_proxy(c)) {
+        for var in container.env.iter().flatten() {
+            let Some(value) = var.value.as_deref() else {
+                continue;
+            };
+            if ENDPOINT_NAMES.contains(&var.name.as_str()) && !value.contains("$(") && !local(value)
+            {
+                warnings.push(format!(
+                    "container {:?} sets {}={value:?}, which is not the engine injected for LLMModel {:?} ({}), so that container keeps its value and does not use the engine the pod reserves {} for: remove that env entry to use the injected one, or remove the llm.injector.dev/model annotation",
+                    container.name,
+                    var.name,
+                    plan.model_name,
+                    plan.endpoint_url(),
+                    reserved(plan),
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// What the engines of a plan hold on to, for messages.
+fn reserved(plan: &Plan) -> String {
+    match plan.gpus_per_instance * plan.instances {
+        0 => "CPU and memory".to_owned(),
+        1 => "1 GPU".to_owned(),
+        n => format!("{n} GPUs"),
     }
 }
 
@@ -103,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn user_env_keeps_existing_values_and_order() {
+    fn user_env_goes_first_and_keeps_existing_values_and_order() {
         let mut container = Container {
             env: Some(vec![
                 env("MODE", "chat"),
@@ -126,11 +212,12 @@ mod tests {
         assert_eq!(
             names,
             [
-                ("MODE", "chat"),
-                ("OLLAMA_HOST", "http://elsewhere:1"),
                 ("LLM_MODEL", "m"),
                 ("NVIDIA_VISIBLE_DEVICES", "void"),
-            ]
+                ("MODE", "chat"),
+                ("OLLAMA_HOST", "http://elsewhere:1"),
+            ],
+            "injected entries first (so the user's $(VAR) resolve), the user's kept in order"
         );
     }
 

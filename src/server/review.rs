@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
-use crate::inject::{InjectOptions, PatchOutcome, inject_requested_patch, injection_warnings};
+use crate::inject::{InjectOptions, PatchOutcome, inject_requested_patch};
 
 /// The only AdmissionReview version served.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -314,7 +314,7 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                 .unwrap_or("default");
             match inject_requested_patch(pod, namespace, lookup, options) {
                 Ok(PatchOutcome::Patched(patched)) => Verdict::Patch {
-                    warnings: injection_warnings(pod.spec.as_ref(), &patched.status),
+                    warnings: patched.warnings,
                     patch: patched.patch,
                 },
                 Ok(PatchOutcome::NotRequested | PatchOutcome::AlreadyInjected) => Verdict::Allow {

@@ -75,6 +75,7 @@ mod tests {
             parallelism: Parallelism { model: gpus, data },
             devices: (!devices.is_empty()).then(|| devices.iter().map(|d| (*d).into()).collect()),
             serving: None,
+            client_env: Vec::new(),
         }
     }
 
