@@ -20,6 +20,7 @@ mod helm;
 mod kubectl;
 mod overhead;
 mod pods;
+mod restricted;
 mod validation;
 mod webhooks;
 
@@ -363,6 +364,9 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     }
     already_injected(suite)?;
     validation::inject_errors(suite);
+
+    section("a namespace with Pod Security restricted, a LimitRange max and a ResourceQuota");
+    restricted::check(suite);
 
     section("figures: webhook calls and added time per pod");
     let bare = BareWebhook::start()?;
