@@ -495,3 +495,76 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod resource_tests {
+    use super::*;
+
+    fn requirements(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> ResourceRequirements {
+        let map = |pairs: &[(&str, &str)]| {
+            (!pairs.is_empty()).then(|| {
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                    .collect::<BTreeMap<_, _>>()
+            })
+        };
+        ResourceRequirements {
+            requests: map(requests),
+            limits: map(limits),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn complete_resources_table() {
+        // (given requests, given limits, expected requests, expected limits)
+        type Pairs = &'static [(&'static str, &'static str)];
+        let cases: [(Pairs, Pairs, Pairs, Pairs); 4] = [
+            (
+                &[],
+                &[],
+                &[("cpu", "100m"), ("memory", "128Mi")],
+                &[("cpu", "1"), ("memory", "1Gi")],
+            ),
+            (
+                &[("cpu", "2")],
+                &[("memory", "8Gi")],
+                &[("cpu", "2"), ("memory", "8Gi")],
+                &[("cpu", "2"), ("memory", "8Gi")],
+            ),
+            (
+                &[("cpu", "500m"), ("memory", "1Gi")],
+                &[("cpu", "4"), ("memory", "2Gi")],
+                &[("cpu", "500m"), ("memory", "1Gi")],
+                &[("cpu", "4"), ("memory", "2Gi")],
+            ),
+            (
+                &[("example.com/fpga", "1")],
+                &[],
+                &[
+                    ("cpu", "100m"),
+                    ("example.com/fpga", "1"),
+                    ("memory", "128Mi"),
+                ],
+                &[("cpu", "1"), ("memory", "1Gi")],
+            ),
+        ];
+        for (requests, limits, want_requests, want_limits) in cases {
+            let given = requirements(requests, limits);
+            let got = complete_resources(Some(&given), &PULL_DEFAULT_RESOURCES);
+            assert_eq!(
+                got,
+                requirements(want_requests, want_limits),
+                "{requests:?} {limits:?}"
+            );
+        }
+        assert_eq!(
+            complete_resources(None, &PULL_DEFAULT_RESOURCES),
+            requirements(
+                &[("cpu", "100m"), ("memory", "128Mi")],
+                &[("cpu", "1"), ("memory", "1Gi")]
+            )
+        );
+    }
+}
