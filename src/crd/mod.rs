@@ -13,7 +13,10 @@ pub use engine::{
     DEFAULT_NVIDIA_IMAGE, DEFAULT_NVIDIA_RESOURCE, DEFAULT_PORT, DraAllocation, LLMEngine,
     LLMEngineSpec, ModelStore, Runtime, Vendor,
 };
-pub use model::{EngineRef, LLMModel, LLMModelSpec, Parallelism, Serving};
+pub use model::{
+    DEVICE_VISIBILITY_ENV, EngineRef, LLMModel, LLMModelSpec, Parallelism, STANDARD_CLIENT_ENV,
+    Serving,
+};
 pub use status::ResourceStatus;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

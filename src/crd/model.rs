@@ -39,7 +39,7 @@ use super::{ResourceStatus, Vendor};
 )]
 #[x_kube(
     validation = Rule::new("!has(self.devices) || self.devices.all(d, int(d) < (has(self.parallelism.model) ? self.parallelism.model : 1))").message("devices are indices inside the engine container, numbered 0..parallelism.model-1 (a device plugin renumbers the GPUs it gives a container): use indices below parallelism.model, or remove devices"),
-    validation = Rule::new("!has(self.devices) || size(self.devices) <= (has(self.parallelism.model) ? self.parallelism.model : 1)").message("devices lists more GPUs than parallelism.model: one engine instance sees only parallelism.model GPUs")
+    validation = Rule::new("!has(self.devices) || size(self.devices) == 0 || size(self.devices) == (has(self.parallelism.model) ? self.parallelism.model : 1)").message("devices lists a number of GPUs other than parallelism.model: one engine instance sees exactly parallelism.model GPUs, and fewer devices leave reserved GPUs idle; list each of them once, in the order Ollama should use them, or remove devices")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LLMModelSpec {
@@ -65,7 +65,9 @@ pub struct LLMModelSpec {
     /// Optional GPU indices inside each engine container, exported as
     /// `CUDA_VISIBLE_DEVICES` (NVIDIA) or `ROCR_VISIBLE_DEVICES` (AMD).
     /// A device plugin numbers the GPUs it gives a container 0..n-1, so these are
-    /// container-relative: each must be below `parallelism.model`. Choosing a
+    /// container-relative: each must be below `parallelism.model`, and when set
+    /// the list names all of them (fewer would leave reserved GPUs idle), so it
+    /// only chooses their order. Choosing a
     /// particular physical GPU is a scheduling matter (node labels, MIG resources, DRA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16), inner(regex(pattern = r"^(0|[1-9][0-9]?)$")), extend("x-kubernetes-list-type" = "set"))]
@@ -85,6 +87,30 @@ pub struct LLMModelSpec {
     #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub client_env: Vec<k8s_openapi::api::core::v1::EnvVar>,
 }
+
+/// The environment every container of the pod's own gets, in this order,
+/// before `clientEnv` (see [`LLMModelSpec::client_env`]).
+pub const STANDARD_CLIENT_ENV: [&str; 7] = [
+    "OLLAMA_HOST",
+    "OLLAMA_BASE_URL",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "LLM_MODEL",
+    "LLM_BASE_URL",
+    "LLM_ENDPOINTS",
+];
+
+/// The variables that decide which GPUs a process sees: the injector sets
+/// them (on engines from `devices`, `NVIDIA_VISIBLE_DEVICES=void` on
+/// containers that request no GPU), so neither an engine's `env` nor a
+/// model's `clientEnv` may set them.
+pub const DEVICE_VISIBILITY_ENV: [&str; 5] = [
+    "CUDA_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL",
+    "NVIDIA_VISIBLE_DEVICES",
+];
 
 impl LLMModelSpec {
     /// GPUs per engine instance on an engine of `vendor`: `parallelism.model`,

@@ -359,7 +359,7 @@ mod tests {
         let cases: [Case; 7] = [
             (Some(1), &["0"], Ok(())),
             (Some(2), &["0", "1"], Ok(())),
-            (Some(2), &["1"], Ok(())),
+            (Some(2), &["1"], Err("devices_leave_gpus_idle")),
             (Some(1), &["1"], Err("bad_device")),
             (Some(2), &["2"], Err("bad_device")),
             (Some(2), &["01"], Err("bad_device")),
@@ -493,6 +493,19 @@ mod tests {
             ),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod reserved_env_tests {
+    use super::RESERVED_ENGINE_ENV;
+    use crate::crd::DEVICE_VISIBILITY_ENV;
+
+    #[test]
+    fn device_visibility_is_reserved_on_engines() {
+        for name in DEVICE_VISIBILITY_ENV {
+            assert!(RESERVED_ENGINE_ENV.contains(&name), "{name}");
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
 
 use super::containers::env;
 use super::plan::Plan;
+use crate::crd::STANDARD_CLIENT_ENV;
 
 /// Names of the sidecars of the service meshes injection knows: they carry
 /// the pod's traffic, not its LLM clients, so they get no LLM environment.
@@ -21,18 +22,25 @@ pub const PLACEHOLDER_API_KEY: &str = "ollama";
 pub fn endpoint_env(plan: &Plan) -> Vec<EnvVar> {
     let endpoint = plan.endpoint_url();
     let endpoints: Vec<String> = (0..plan.instances).map(|i| plan.instance_url(i)).collect();
-    let mut vars = vec![
-        // The Ollama CLI and client libraries (ollama-python, ollama-js).
-        env("OLLAMA_HOST", endpoint.clone()),
-        // Open WebUI and LangChain's Ollama integrations.
-        env("OLLAMA_BASE_URL", endpoint.clone()),
-        // OpenAI SDKs and everything built on them.
-        env("OPENAI_BASE_URL", format!("{endpoint}/v1")),
-        env("OPENAI_API_KEY", PLACEHOLDER_API_KEY),
-        env("LLM_MODEL", plan.ollama_model),
-        env("LLM_BASE_URL", format!("{endpoint}/v1")),
-        env("LLM_ENDPOINTS", endpoints.join(",")),
+    // In the order of STANDARD_CLIENT_ENV.
+    let values = [
+        // OLLAMA_HOST: the Ollama CLI and client libraries (ollama-python, ollama-js).
+        endpoint.clone(),
+        // OLLAMA_BASE_URL: Open WebUI and LangChain's Ollama integrations.
+        endpoint.clone(),
+        // OPENAI_BASE_URL and OPENAI_API_KEY: OpenAI SDKs and everything built on them.
+        format!("{endpoint}/v1"),
+        PLACEHOLDER_API_KEY.to_owned(),
+        // LLM_MODEL, LLM_BASE_URL, LLM_ENDPOINTS.
+        plan.ollama_model.to_owned(),
+        format!("{endpoint}/v1"),
+        endpoints.join(","),
     ];
+    let mut vars: Vec<EnvVar> = STANDARD_CLIENT_ENV
+        .iter()
+        .zip(values)
+        .map(|(name, value)| env(name, value))
+        .collect();
     for extra in plan.client_env {
         match vars.iter_mut().find(|v| v.name == extra.name) {
             Some(standard) => *standard = extra.clone(),
@@ -51,7 +59,11 @@ pub fn add_user_env(container: &mut Container, wanted: &[EnvVar]) {
     let existing = container.env.as_deref().unwrap_or_default();
     let sets = |name: &str| existing.iter().any(|e| e.name == name);
     let mut additions: Vec<EnvVar> = wanted.iter().filter(|v| !sets(&v.name)).cloned().collect();
-    if !sets("NVIDIA_VISIBLE_DEVICES") && !requests_gpu(container) {
+    let adds = |additions: &[EnvVar], name: &str| additions.iter().any(|e| e.name == name);
+    if !sets("NVIDIA_VISIBLE_DEVICES")
+        && !adds(&additions, "NVIDIA_VISIBLE_DEVICES")
+        && !requests_gpu(container)
+    {
         additions.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
     }
     if !additions.is_empty() {

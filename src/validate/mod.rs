@@ -15,6 +15,7 @@
 //!
 //! Every rule is a [`Rule`]; the README's "Validation rules" table lists them.
 
+mod client_env;
 mod documents;
 mod duration;
 mod engine;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::client_env::check_client_env;
 use super::duration::{KeepAlive, parse_keep_alive};
 use super::fit::check_fit;
 use super::names::{DNS_SUBDOMAIN_HINT, is_dns_subdomain};
@@ -98,6 +99,7 @@ fn check_model(spec: &LLMModelSpec, vendor: Option<Vendor>, report: &mut Report)
     if let Some(serving) = &spec.serving {
         check_serving(serving, report);
     }
+    check_client_env(&spec.client_env, report);
 }
 
 fn check_ollama_model(model: &str, report: &mut Report) {
@@ -117,8 +119,10 @@ fn check_ollama_model(model: &str, report: &mut Report) {
 }
 
 /// Device indices: distinct, and (when the GPUs of one instance are known)
-/// each an index below them, written without leading zeros.
+/// each an index below them, written without leading zeros, and all of them:
+/// fewer devices than GPUs reserve GPUs that no engine uses.
 fn check_devices(devices: &[String], gpus: Option<i32>, report: &mut Report) {
+    let errors_before = report.errors.len();
     let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (index, device) in devices.iter().enumerate() {
         let field = format!("spec.devices[{index}]");
@@ -149,6 +153,18 @@ fn check_devices(devices: &[String], gpus: Option<i32>, report: &mut Report) {
                 format!("{device:?} is not a GPU index inside the engine container, which sees {sees}; device indices are container-relative: use values below parallelism.model ({gpus}) or remove devices"),
             );
         }
+    }
+    if let Some(gpus) = gpus
+        && report.errors.len() == errors_before
+        && !devices.is_empty()
+        && devices.len() < gpus as usize
+    {
+        let listed = devices.len();
+        report.error(
+            Rule::DevicesLeaveGpusIdle,
+            "spec.devices",
+            format!("{devices:?} lists {listed} of the {gpus} GPUs that parallelism.model reserves for each engine instance, so {idle} reserved GPU(s) would stay idle: list all {gpus} (in the order Ollama should use them), lower parallelism.model to {listed}, or remove devices", idle = gpus as usize - listed),
+        );
     }
 }
 
@@ -364,6 +380,24 @@ mod tests {
                 "duplicate",
                 json!({"parallelism": {"model": 2}, "devices": ["0", "0"]}),
                 &["duplicate_device"],
+                &[],
+            ),
+            (
+                "fewer devices than GPUs",
+                json!({"parallelism": {"model": 2}, "devices": ["1"]}),
+                &["devices_leave_gpus_idle"],
+                &[],
+            ),
+            (
+                "fewer devices than GPUs of 4",
+                json!({"parallelism": {"model": 4}, "devices": ["3", "0"]}),
+                &["devices_leave_gpus_idle"],
+                &[],
+            ),
+            (
+                "empty devices mean all GPUs",
+                json!({"parallelism": {"model": 2}, "devices": []}),
+                &[],
                 &[],
             ),
             (

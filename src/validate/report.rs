@@ -78,6 +78,13 @@ rules! {
     DuplicateDevice = "duplicate_device",
     /// Each of `devices` is an index below the GPUs of one instance.
     BadDevice = "bad_device",
+    /// `devices`, when set, lists every GPU of one instance (none left idle).
+    DevicesLeaveGpusIdle = "devices_leave_gpus_idle",
+    /// `clientEnv` entries are variables Kubernetes takes, each set once, none
+    /// of the device-visibility ones.
+    ClientEnv = "client_env",
+    /// `clientEnv` values refer only to variables defined before them (warning).
+    ClientEnvReference = "client_env_reference",
     /// `serving` numbers are in range.
     ServingRange = "serving_range",
     /// `serving.keepAlive` is a duration Ollama reads.
