@@ -168,3 +168,50 @@ fn traps_are_warned() {
     );
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[test]
+fn env_from_that_injected_env_would_shadow_is_warned() {
+    // (envFrom, the container's own env, names the warning lists, or None)
+    let cases = [
+        (
+            json!([{"configMapRef": {"name": "settings"}}]),
+            json!([]),
+            Some("ConfigMap \"settings\" (envFrom[0])"),
+        ),
+        (
+            json!([{"secretRef": {"name": "keys"}, "prefix": "OPENAI_"}]),
+            json!([]),
+            Some(
+                "Secret \"keys\" (envFrom[0]), and Kubernetes gives env entries precedence over envFrom: if it holds any of OPENAI_BASE_URL, OPENAI_API_KEY,",
+            ),
+        ),
+        // Both OPENAI_ names set by the container itself: nothing is injected
+        // under the prefix, so nothing can be shadowed.
+        (
+            json!([{"secretRef": {"name": "keys"}, "prefix": "OPENAI_"}]),
+            json!([{"name": "OPENAI_BASE_URL", "value": "http://127.0.0.1:11434/v1"},
+                   {"name": "OPENAI_API_KEY", "value": "x"}]),
+            None,
+        ),
+        // A prefix no injected name starts with.
+        (
+            json!([{"configMapRef": {"name": "settings"}, "prefix": "APP_"}]),
+            json!([]),
+            None,
+        ),
+    ];
+    for (env_from, env, want) in cases {
+        let (_, warnings) = inject(
+            json!({}),
+            json!({}),
+            json!({"containers": [{"name": "app", "image": "a", "envFrom": env_from, "env": env}]}),
+        );
+        match want {
+            Some(phrase) => assert!(
+                warnings.iter().any(|w| w.contains(phrase)),
+                "{phrase}: {warnings:?}"
+            ),
+            None => assert!(warnings.is_empty(), "{env_from}: {warnings:?}"),
+        }
+    }
+}

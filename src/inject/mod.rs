@@ -181,6 +181,7 @@ fn injection_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
         ));
     }
     warnings.extend(user::endpoint_warnings(spec, plan));
+    warnings.extend(user::env_from_warnings(spec, plan));
     let defaulted = plan.security_context == containers::restricted_security_context();
     let pod_security = spec.security_context.as_ref();
     if defaulted

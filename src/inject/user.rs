@@ -122,6 +122,49 @@ pub fn endpoint_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
     warnings
 }
 
+/// Warnings for user containers that take env from a ConfigMap or Secret
+/// (`envFrom`) whose keys could be names injection adds: Kubernetes gives
+/// `env` entries precedence over `envFrom`, so such a key would be silently
+/// replaced by the injected value. The keys are not known at admission, so
+/// the warning says which names would win and how to keep one.
+pub fn env_from_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
+    let mut injected: Vec<EnvVar> = endpoint_env(plan);
+    injected.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
+    let mut warnings = Vec::new();
+    for container in spec.containers.iter().filter(|c| !is_proxy(c)) {
+        let own = container.env.as_deref().unwrap_or_default();
+        let added: Vec<&str> = injected
+            .iter()
+            .map(|v| v.name.as_str())
+            .filter(|name| !own.iter().any(|e| e.name == *name))
+            .filter(|name| *name != "NVIDIA_VISIBLE_DEVICES" || !requests_gpu(container))
+            .collect();
+        for (index, source) in container.env_from.iter().flatten().enumerate() {
+            let prefix = source.prefix.as_deref().unwrap_or_default();
+            let shadowed: Vec<&str> = added
+                .iter()
+                .copied()
+                .filter(|name| name.starts_with(prefix))
+                .collect();
+            if shadowed.is_empty() {
+                continue;
+            }
+            let what = match (&source.config_map_ref, &source.secret_ref) {
+                (Some(map), _) => format!("ConfigMap {:?}", map.name),
+                (None, Some(secret)) => format!("Secret {:?}", secret.name),
+                (None, None) => "a source".to_owned(),
+            };
+            warnings.push(format!(
+                "container {:?} takes env from {what} (envFrom[{index}]), and Kubernetes gives env entries precedence over envFrom: if it holds any of {}, the value injected for LLMModel {:?} replaces it; to keep one of yours, set it in the container's env, or for every pod of the model in LLMModel spec.clientEnv",
+                container.name,
+                shadowed.join(", "),
+                plan.model_name,
+            ));
+        }
+    }
+    warnings
+}
+
 /// What the engines of a plan hold on to, for messages.
 fn reserved(plan: &Plan) -> String {
     match plan.gpus_per_instance * plan.instances {
