@@ -5,17 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
 use crate::catalog::ModelLookup;
-use crate::field_error::field_error_under;
-use crate::inject::{
-    InjectError, InjectOptions, Outcome, PodLike, inject_requested, opt_in_mistakes,
-};
+pub use crate::inject::workload::pod_template_path;
+use crate::inject::workload::{ObjectError, has_model_annotation, inject_object};
+use crate::inject::{InjectError, InjectOptions};
 use crate::yaml;
 
 /// One YAML document and where it came from.
@@ -177,21 +174,6 @@ pub fn yaml_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Where a kind keeps its pod template, as a JSON pointer (`""` for a Pod itself).
-pub fn pod_template_path(api_version: &str, kind: &str) -> Option<&'static str> {
-    match (api_version, kind) {
-        ("v1", "Pod") => Some(""),
-        ("v1", "PodTemplate") => Some("/template"),
-        ("v1", "ReplicationController") => Some("/spec/template"),
-        ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") => {
-            Some("/spec/template")
-        }
-        ("batch/v1", "Job") => Some("/spec/template"),
-        ("batch/v1", "CronJob") => Some("/spec/jobTemplate/spec/template"),
-        _ => None,
-    }
-}
-
 /// The result of injecting a stream of documents.
 #[derive(Debug, Default)]
 pub struct Injection {
@@ -277,107 +259,36 @@ fn inject_document(
             .and_then(Value::as_str)
             .unwrap_or("<unnamed>")
     );
-    if !path.is_empty() && has_model_annotation(value.pointer("/metadata")) {
-        out.warnings.push(format!(
-            "{}: {object} carries {MODEL_ANNOTATION} on its own metadata, which does not inject; put it on the pod template ({}.metadata.annotations)",
-            doc.origin(),
-            path.trim_start_matches('/').replace('/', ".")
-        ));
+    let result = inject_object(&mut value, path, &namespace, lookup, options);
+    if result.injected {
+        out.injected += 1;
     }
-    let replicas = workload_replicas(&kind, &value);
-    let Some(pod_value) = value.pointer_mut(path) else {
-        return value;
-    };
-    let dotted = path.trim_start_matches('/').replace('/', ".");
-    let metadata_at = if dotted.is_empty() {
-        "metadata".to_owned()
-    } else {
-        format!("{dotted}.metadata")
-    };
-    let string_map = |key: &str| {
-        pod_value
-            .get("metadata")
-            .and_then(|m| m.get(key))
-            .and_then(|m| serde_json::from_value(m.clone()).ok())
-    };
-    let (annotations, labels) = (string_map("annotations"), string_map("labels"));
     out.warnings.extend(
-        opt_in_mistakes(annotations.as_ref(), labels.as_ref(), &metadata_at)
+        result
+            .warnings
             .into_iter()
             .map(|w| format!("{}: {object}: {w}", doc.origin())),
     );
-    if !has_model_annotation(pod_value.get("metadata")) {
-        return value;
-    }
-    let (result, type_name) = if path.is_empty() {
-        (
-            inject_typed::<Pod>(pod_value, "", &namespace, lookup, options),
-            "Pod",
-        )
-    } else {
-        let result =
-            inject_typed::<PodTemplateSpec>(pod_value, &dotted, &namespace, lookup, options);
-        (result, "PodTemplateSpec")
-    };
-    match result {
-        Ok(Some(mut warnings)) => {
-            out.injected += 1;
-            if let (Some(claim), Some(replicas)) = (model_store_claim(pod_value), replicas) {
-                warnings.push(format!(
-                    "its {replicas} share the model store, PersistentVolumeClaim {claim:?}: with ReadWriteOnce, pods on other nodes cannot mount it (Multi-Attach error); with ReadWriteMany, every pod's llm-pull writes the same blob directory at once; give each pod its own store (the default emptyDir, or a StatefulSet's volumeClaimTemplates with a per-pod claim) or run one replica"
-                ));
-            }
-            out.warnings.extend(
-                warnings
-                    .into_iter()
-                    .map(|w| format!("{}: {object}: {w}", doc.origin())),
-            );
-        }
-        Ok(None) => {}
-        Err(TypedError::Invalid(message)) => out.errors.push(ManifestError::InvalidPod {
+    match result.error {
+        None => {}
+        Some(ObjectError::InvalidPod {
+            what,
+            type_name,
+            message,
+        }) => out.errors.push(ManifestError::InvalidPod {
             origin: doc.origin(),
             object,
-            what: if dotted.is_empty() {
-                "the pod".to_owned()
-            } else {
-                format!("the pod template at {dotted}")
-            },
+            what,
             type_name,
             message,
         }),
-        Err(TypedError::Inject(error)) => out.errors.push(ManifestError::Inject {
+        Some(ObjectError::Inject(error)) => out.errors.push(ManifestError::Inject {
             origin: doc.origin(),
             object,
-            error: Box::new(error),
+            error,
         }),
     }
     value
-}
-
-/// How many pods a workload runs at once, when that can be more than one:
-/// `spec.replicas` (Deployment, ReplicaSet, StatefulSet; absent is 1),
-/// `spec.parallelism` (Job), every node (DaemonSet).
-fn workload_replicas(kind: &str, value: &Value) -> Option<String> {
-    let count = |pointer: &str| value.pointer(pointer).and_then(Value::as_i64).unwrap_or(1);
-    let n = match kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" => count("/spec/replicas"),
-        "Job" => count("/spec/parallelism"),
-        "CronJob" => count("/spec/jobTemplate/spec/parallelism"),
-        "DaemonSet" => return Some("pods (one per node)".to_owned()),
-        _ => 1,
-    };
-    (n > 1).then(|| format!("{n} replicas"))
-}
-
-/// The claim of the injected model store, when it is a PersistentVolumeClaim.
-fn model_store_claim(pod: &Value) -> Option<String> {
-    pod.pointer("/spec/volumes")?
-        .as_array()?
-        .iter()
-        .find(|v| v.get("name").and_then(Value::as_str) == Some(crate::inject::MODEL_VOLUME))?
-        .pointer("/persistentVolumeClaim/claimName")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }
 
 /// The paths (`spec.template.metadata.annotations`) of every
@@ -405,46 +316,5 @@ fn find_model_annotations(value: &Value, path: &mut String, found: &mut Vec<Stri
         path.push_str(key);
         find_model_annotations(child, path, found);
         path.truncate(before);
-    }
-}
-
-fn has_model_annotation(metadata: Option<&Value>) -> bool {
-    metadata
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(MODEL_ANNOTATION))
-        .is_some()
-}
-
-enum TypedError {
-    Invalid(String),
-    Inject(InjectError),
-}
-
-/// Injects the pod at `pod_value` in place, by applying the core's patch to
-/// the JSON as written (`at` is where the pod is in its document, for
-/// messages). Returns the injection's warnings if it injected.
-fn inject_typed<P>(
-    pod_value: &mut Value,
-    at: &str,
-    namespace: &str,
-    lookup: &impl ModelLookup,
-    options: &InjectOptions,
-) -> Result<Option<Vec<String>>, TypedError>
-where
-    P: PodLike + for<'de> Deserialize<'de>,
-{
-    let typed: P = serde_json::from_value(pod_value.clone()).map_err(|e| {
-        TypedError::Invalid(field_error_under::<P>(pod_value, at).unwrap_or_else(|| e.to_string()))
-    })?;
-    match inject_requested(&typed, namespace, lookup, options).map_err(TypedError::Inject)? {
-        Outcome::NotRequested | Outcome::AlreadyInjected => Ok(None),
-        Outcome::Injected(injected) => {
-            json_patch::patch(pod_value, &injected.patch).map_err(|e| {
-                TypedError::Inject(InjectError::Serialize(format!(
-                    "the patch does not apply: {e}"
-                )))
-            })?;
-            Ok(Some(injected.warnings.clone()))
-        }
     }
 }

@@ -1401,10 +1401,37 @@ fn cases() -> Vec<Case> {
             ]),
         ),
         validate(
-            "a Pod review on /validate",
+            "a Pod that asks for a model, on /validate: advice only, nothing to say",
             || pod(|_| {}),
+            Allowed(None),
+        ),
+        validate(
+            "a Pod with a typo'd opt-in key, on /validate: warned",
+            || {
+                pod(|r| {
+                    let annotations = &mut object(r)["metadata"]["annotations"];
+                    let model = annotations[MODEL_ANNOTATION].take();
+                    annotations
+                        .as_object_mut()
+                        .unwrap()
+                        .remove(MODEL_ANNOTATION);
+                    annotations["llm.injector.dev/models"] = model;
+                })
+            },
             Allowed(Some(
-                "validates only LLMEngine and LLMModel; Pod chat-array",
+                "\"llm.injector.dev/models\", which the injector does not read",
+            )),
+        ),
+        validate(
+            "a ConfigMap review on /validate",
+            || {
+                pod(|r| {
+                    r["request"]["kind"] =
+                        json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+                })
+            },
+            Allowed(Some(
+                "validates only LLMEngine and LLMModel, and advises on pods and workloads; ConfigMap chat-array",
             )),
         ),
         validate(

@@ -182,7 +182,16 @@ fn env_from_that_injected_env_would_shadow_is_warned() {
             json!([{"secretRef": {"name": "keys"}, "prefix": "OPENAI_"}]),
             json!([]),
             Some(
-                "Secret \"keys\" (envFrom[0]), and Kubernetes gives env entries precedence over envFrom: if it holds any of OPENAI_BASE_URL, OPENAI_API_KEY,",
+                "Secret \"keys\" (envFrom[0], prefix \"OPENAI_\"), and env entries win over envFrom: a key there that becomes OPENAI_BASE_URL, OPENAI_API_KEY is replaced",
+            ),
+        ),
+        // Two sources in one warning, the names in injection's order.
+        (
+            json!([{"configMapRef": {"name": "llm"}, "prefix": "LLM_"},
+                   {"secretRef": {"name": "keys"}, "prefix": "OPENAI_"}]),
+            json!([]),
+            Some(
+                "ConfigMap \"llm\" (envFrom[0], prefix \"LLM_\") and Secret \"keys\" (envFrom[1], prefix \"OPENAI_\"), and env entries win over envFrom: a key there that becomes OPENAI_BASE_URL, OPENAI_API_KEY, LLM_MODEL, LLM_BASE_URL, LLM_ENDPOINTS is replaced",
             ),
         ),
         // Both OPENAI_ names set by the container itself: nothing is injected

@@ -247,12 +247,28 @@ pub fn check_mutate(body: &[u8]) -> &'static str {
 ///
 /// Returns what was decided: `bad` (a 400), `allowed` or `denied`.
 pub fn check_validate(body: &[u8]) -> &'static str {
-    let Some((_, verdict)) = decided(body, review::validate(body, catalog())) else {
+    let Some((request, verdict)) = decided(body, review::validate(body, catalog(), options()))
+    else {
         return "bad";
     };
     assert!(
         !matches!(verdict, Verdict::Patch { .. }),
         "/validate patched: {verdict:?}"
+    );
+    // Pods and workloads are only advised there: never refused.
+    let kind = &request["kind"];
+    let advised = matches!(
+        (kind["group"].as_str(), kind["kind"].as_str()),
+        (Some(""), Some("Pod"))
+            | (
+                Some("apps"),
+                Some("Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+            )
+            | (Some("batch"), Some("Job" | "CronJob"))
+    ) && kind["version"] == "v1";
+    assert!(
+        !(advised && matches!(verdict, Verdict::Deny { .. })),
+        "/validate refused a pod or workload: {verdict:?}"
     );
     verdict.outcome()
 }

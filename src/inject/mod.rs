@@ -16,6 +16,7 @@ mod options;
 mod plan;
 mod typos;
 mod user;
+pub(crate) mod workload;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -139,14 +139,11 @@ pub fn env_from_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
             .filter(|name| !own.iter().any(|e| e.name == *name))
             .filter(|name| *name != "NVIDIA_VISIBLE_DEVICES" || !requests_gpu(container))
             .collect();
+        let mut sources = Vec::new();
+        let mut prefixes = Vec::new();
         for (index, source) in container.env_from.iter().flatten().enumerate() {
             let prefix = source.prefix.as_deref().unwrap_or_default();
-            let shadowed: Vec<&str> = added
-                .iter()
-                .copied()
-                .filter(|name| name.starts_with(prefix))
-                .collect();
-            if shadowed.is_empty() {
+            if !added.iter().any(|name| name.starts_with(prefix)) {
                 continue;
             }
             let what = match (&source.config_map_ref, &source.secret_ref) {
@@ -154,9 +151,22 @@ pub fn env_from_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
                 (None, Some(secret)) => format!("Secret {:?}", secret.name),
                 (None, None) => "a source".to_owned(),
             };
+            sources.push(match prefix {
+                "" => format!("{what} (envFrom[{index}])"),
+                _ => format!("{what} (envFrom[{index}], prefix {prefix:?})"),
+            });
+            prefixes.push(prefix);
+        }
+        if !sources.is_empty() {
+            let shadowed: Vec<&str> = added
+                .iter()
+                .copied()
+                .filter(|name| prefixes.iter().any(|p| name.starts_with(p)))
+                .collect();
             warnings.push(format!(
-                "container {:?} takes env from {what} (envFrom[{index}]), and Kubernetes gives env entries precedence over envFrom: if it holds any of {}, the value injected for LLMModel {:?} replaces it; to keep one of yours, set it in the container's env, or for every pod of the model in LLMModel spec.clientEnv",
+                "container {:?} takes env from {}, and env entries win over envFrom: a key there that becomes {} is replaced by the value injected for LLMModel {:?}; to keep yours, set it in the container's env, or in LLMModel spec.clientEnv for every pod of the model",
                 container.name,
+                sources.join(" and "),
                 shadowed.join(", "),
                 plan.model_name,
             ));

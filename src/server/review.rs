@@ -313,10 +313,20 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                 .or(pod.metadata.namespace.as_deref())
                 .unwrap_or("default");
             match inject_requested_patch(pod, namespace, lookup, options) {
-                Ok(PatchOutcome::Patched(patched)) => Verdict::Patch {
-                    warnings: patched.warnings,
-                    patch: patched.patch,
-                },
+                Ok(PatchOutcome::Patched(patched)) => {
+                    // As `inject` warns: opt-in mistakes first (a typo'd key
+                    // beside the right one), then the injection's own.
+                    let mut warnings = crate::inject::opt_in_mistakes(
+                        pod.metadata.annotations.as_ref(),
+                        pod.metadata.labels.as_ref(),
+                        "metadata",
+                    );
+                    warnings.extend(patched.warnings);
+                    Verdict::Patch {
+                        warnings,
+                        patch: patched.patch,
+                    }
+                }
                 Ok(PatchOutcome::NotRequested | PatchOutcome::AlreadyInjected) => Verdict::Allow {
                     warnings: Vec::new(),
                 },
@@ -380,8 +390,13 @@ fn mutate_other(request: &AdmissionRequest<DynamicObject>, body: &[u8]) -> Decis
 
 /// Decides a review sent to `/validate`: LLMEngine and LLMModel changes are
 /// checked with the rules of [`crate::validate`]; errors deny, warnings are
-/// returned as admission warnings.
-pub fn validate<L: ModelLookup + ?Sized>(body: &[u8], lookup: &L) -> Result<Decision, BadReview> {
+/// returned as admission warnings. Pods and workloads are only advised
+/// ([`advise_workload`]).
+pub fn validate<L: ModelLookup + ?Sized>(
+    body: &[u8],
+    lookup: &L,
+    options: &InjectOptions,
+) -> Result<Decision, BadReview> {
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(error) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
@@ -410,10 +425,16 @@ pub fn validate<L: ModelLookup + ?Sized>(body: &[u8], lookup: &L) -> Result<Deci
         ("LLMEngine", Operation::Delete) => typed::<LLMEngine>(request.old_object.as_ref(), kind)
             .map(|old| crate::validate::validate_engine_delete(&old, &namespace, lookup)),
         ("LLMModel" | "LLMEngine", _) => Ok(crate::validate::Report::default()),
+        _ if workload_template_path(&request.kind).is_some() => {
+            let verdict = Verdict::Allow {
+                warnings: advise_workload(&request, &namespace, lookup, options),
+            };
+            return Ok(Decision::new(&request, facts, verdict));
+        }
         _ => {
             let verdict = Verdict::Allow {
                 warnings: vec![format!(
-                    "llm-injector validates only LLMEngine and LLMModel; {kind} {} was allowed unchecked (check the webhook's rules)",
+                    "llm-injector validates only LLMEngine and LLMModel, and advises on pods and workloads; {kind} {} was allowed unchecked (check the webhook's rules)",
                     display_name(&facts.name)
                 )],
             };
@@ -445,6 +466,61 @@ pub fn validate<L: ModelLookup + ?Sized>(body: &[u8], lookup: &L) -> Result<Deci
         },
     };
     Ok(Decision::new(&request, facts, verdict))
+}
+
+/// Where the kind of a review keeps its pod template, if it is a Pod or a
+/// workload kind `inject` handles.
+fn workload_template_path(kind: &kube::core::GroupVersionKind) -> Option<&'static str> {
+    let api_version = match kind.group.as_str() {
+        "" => kind.version.clone(),
+        group => format!("{group}/{}", kind.version),
+    };
+    crate::manifest::pod_template_path(&api_version, &kind.kind)
+}
+
+/// The warnings `llm-injector inject` gives for the same object, as
+/// admission warnings (never a denial: the object is advice-only here).
+///
+/// A Pod that asks for a model is advised by `/mutate`; here it only gets the
+/// opt-in mistakes (a typo'd key, a label), which mean nothing was asked for.
+/// A workload is where a user can see advice at all: the webhook injects the
+/// pods a controller creates from it later, and their warnings reach no
+/// kubectl. So the workload's template is injected here as `inject` would,
+/// and what would refuse its pods becomes a warning naming the fix.
+fn advise_workload<L: ModelLookup + ?Sized>(
+    request: &AdmissionRequest<DynamicObject>,
+    namespace: &str,
+    lookup: &L,
+    options: &InjectOptions,
+) -> Vec<String> {
+    let Some(path) = workload_template_path(&request.kind) else {
+        return Vec::new();
+    };
+    let Some(mut object) = request
+        .object
+        .as_ref()
+        .and_then(|o| serde_json::to_value(o).ok())
+    else {
+        return Vec::new();
+    };
+    if path.is_empty() {
+        let metadata = request.object.as_ref().map(|o| &o.metadata);
+        return crate::inject::opt_in_mistakes(
+            metadata.and_then(|m| m.annotations.as_ref()),
+            metadata.and_then(|m| m.labels.as_ref()),
+            "metadata",
+        );
+    }
+    // The kind decides how many replicas share a model store; the object
+    // may come without it.
+    object["kind"] = serde_json::Value::from(request.kind.kind.as_str());
+    let result =
+        crate::inject::workload::inject_object(&mut object, path, namespace, lookup, options);
+    let mut warnings = result.warnings;
+    if let Some(error) = result.error {
+        warnings.push(format!("the pods it creates will be refused: {error}"));
+    }
+    warnings
 }
 
 /// The typed object of a review, or why it does not decode.

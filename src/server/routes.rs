@@ -153,7 +153,7 @@ async fn mutate(State(state): State<AppState>, body: Body) -> Response {
 
 async fn validate(State(state): State<AppState>, body: Body) -> Response {
     handle("validate", state, body, |bytes, state| {
-        review::validate(bytes, state.source.as_ref())
+        review::validate(bytes, state.source.as_ref(), &state.inject_options)
     })
     .await
 }

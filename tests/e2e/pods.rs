@@ -18,6 +18,39 @@ pub const CATALOGS: [&str; 2] = ["examples/catalog", "tests/golden/catalog.yaml"
 /// `llm-injector inject -f FILE` with both catalogs: the printed documents
 /// (List items flattened), or the error it printed.
 pub fn injected(suite: &Suite, file: &Path) -> Result<Vec<Value>, String> {
+    injected_with_warnings(suite, file).map(|(documents, _)| documents)
+}
+
+/// What `llm-injector inject` warned about one object of a file.
+pub struct CliWarning {
+    /// `Kind namespace/name`.
+    pub object: String,
+    pub message: String,
+}
+
+/// Parses inject's warning lines, `warning: FILE document N[ items[i]]:
+/// Kind namespace/name: message`.
+fn cli_warnings(stderr: &str) -> Vec<CliWarning> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("warning: ")?;
+            let (_, after_document) = rest.split_once(" document ")?;
+            let (_, object_and_message) = after_document.split_once(": ")?;
+            let (object, message) = object_and_message.split_once(": ")?;
+            Some(CliWarning {
+                object: object.to_string(),
+                message: message.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Like [`injected`], with the warnings inject printed.
+pub fn injected_with_warnings(
+    suite: &Suite,
+    file: &Path,
+) -> Result<(Vec<Value>, Vec<CliWarning>), String> {
     let mut command = std::process::Command::new(&suite.injector);
     command
         .current_dir(&suite.root)
@@ -31,7 +64,8 @@ pub fn injected(suite: &Suite, file: &Path) -> Result<Vec<Value>, String> {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    documents(&String::from_utf8_lossy(&out.stdout))
+    let warnings = cli_warnings(&String::from_utf8_lossy(&out.stderr));
+    Ok((documents(&String::from_utf8_lossy(&out.stdout))?, warnings))
 }
 
 /// The documents of a YAML stream as JSON, `kind: List` items flattened.
@@ -65,19 +99,68 @@ fn flatten_lists(value: Value, into: &mut Vec<Value>) {
 pub struct WorkloadResult {
     pub pods: Vec<(String, Differences)>,
     pub other_objects: usize,
+    /// Warnings kubectl showed that inject did not print for a Pod or
+    /// workload of the file, or the reverse (the mutating webhook warns
+    /// about pods, the advising one about workloads and typo'd keys).
+    pub warning_mismatches: Vec<String>,
+    /// How many of inject's warnings kubectl showed too.
+    pub warnings_matched: usize,
+}
+
+/// The kinds whose warnings the webhooks give when they are created.
+const WORKLOAD_KINDS: [&str; 7] = [
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+];
+
+/// Compares the `Warning:` lines kubectl printed with inject's warnings about
+/// the Pods and workloads of the same file.
+fn compare_warnings(cli: &[CliWarning], kubectl_stderr: &str) -> (usize, Vec<String>) {
+    let shown: Vec<&str> = kubectl_stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("Warning: "))
+        .collect();
+    let expected: Vec<&str> = cli
+        .iter()
+        .filter(|w| {
+            let kind = w.object.split(' ').next().unwrap_or_default();
+            WORKLOAD_KINDS.contains(&kind)
+        })
+        .map(|w| w.message.as_str())
+        .collect();
+    let mut mismatches = Vec::new();
+    let matched = expected.iter().filter(|m| shown.contains(m)).count();
+    for message in &expected {
+        if !shown.contains(message) {
+            mismatches.push(format!("inject warns, the webhook did not: {message}"));
+        }
+    }
+    for message in &shown {
+        if !expected.contains(message) {
+            mismatches.push(format!("the webhook warns, inject did not: {message}"));
+        }
+    }
+    (matched, mismatches)
 }
 
 /// Creates `file` with `kubectl create -f` (with `dry_run`, `--dry-run=server`)
 /// and compares every pod of it with the printed documents. Deletes what it
 /// created afterwards.
 pub fn check_file(suite: &Suite, file: &Path, dry_run: bool) -> Result<WorkloadResult, String> {
-    let printed = injected(suite, file)?;
+    let (printed, cli) = injected_with_warnings(suite, file)?;
     let path = file.to_str().expect("utf-8 path");
     let mut args = vec!["create", "-f", path, "-o", "json"];
     if dry_run {
         args.push("--dry-run=server");
     }
-    let created = suite.kubectl.run(&args, None).json();
+    let out = suite.kubectl.run(&args, None);
+    let (warnings_matched, warning_mismatches) = compare_warnings(&cli, &out.stderr);
+    let created = out.json();
     let result = created.and_then(|created| {
         let mut stored = Vec::new();
         flatten_lists(created, &mut stored);
@@ -91,6 +174,8 @@ pub fn check_file(suite: &Suite, file: &Path, dry_run: bool) -> Result<WorkloadR
         let mut result = WorkloadResult {
             pods: Vec::new(),
             other_objects: 0,
+            warning_mismatches,
+            warnings_matched,
         };
         for (object, printed) in stored.iter().zip(&printed) {
             match expected_pod(printed) {
@@ -322,6 +407,16 @@ pub fn summary(result: &WorkloadResult) -> Result<String, String> {
             "({} other object(s) created, not pods)",
             result.other_objects
         ));
+    }
+    if result.warnings_matched > 0 {
+        lines.push(format!(
+            "kubectl showed inject's {} warning(s), and no other",
+            result.warnings_matched
+        ));
+    }
+    if !result.warning_mismatches.is_empty() {
+        wrong = true;
+        lines.extend(result.warning_mismatches.iter().cloned());
     }
     if wrong {
         Err(lines.join("\n"))

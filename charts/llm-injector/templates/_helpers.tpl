@@ -76,3 +76,27 @@ service:
 caBundle: {{ .caBundle }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespaces whose pods are injected: all but the release namespace, the
+listed system namespaces and those labelled llm.injector.dev/injection=disabled.
+*/}}
+{{- define "llm-injector.namespaceSelector" -}}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- toYaml (uniq (prepend .Values.webhook.excludeNamespaces .Release.Namespace)) | nindent 6 }}
+  - key: llm.injector.dev/injection
+    operator: NotIn
+    values: [disabled]
+{{- end }}
+
+{{/*
+CEL: the metadata at the given path has an annotation or label key that
+contains "llm" or "injector" (any case), as the opt-in key and its usual typos
+do; the server then says exactly what is wrong with it.
+*/}}
+{{- define "llm-injector.optInLikeKey" -}}
+(has({{ . }}.annotations) && {{ . }}.annotations.exists(k, k.lowerAscii().contains('llm') || k.lowerAscii().contains('injector'))) || (has({{ . }}.labels) && {{ . }}.labels.exists(k, k.lowerAscii().contains('llm') || k.lowerAscii().contains('injector')))
+{{- end }}
