@@ -462,8 +462,25 @@ pub fn webhook_down(suite: &mut Suite, registrations: &[Value], namespace: &str)
     };
     let model = small_model("while-down", namespace, "ollama-cpu");
     let engine = cpu_engine("deleted-while-down", namespace);
+    let mut typo = pod("typo-while-down", false);
+    typo["metadata"]["annotations"] = json!({"llm.injector.dev/models": "llama-cpu"});
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "advised-while-down", "namespace": namespace},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "advised-while-down"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "advised-while-down"},
+                    "annotations": {"llm.injector.dev/model": "llama-cpu"},
+                },
+                "spec": {"containers": [{"name": "app", "image": "ghcr.io/example/app:1.0"}]},
+            },
+        },
+    });
     // Created while serve still ran, deleted below while it is down.
-    let cases: [(&str, &str, Value, &[&str]); 3] = [
+    let cases: [(&str, &str, Value, &[&str]); 5] = [
         (
             "inject.llm.injector.dev",
             "an annotated pod",
@@ -481,6 +498,18 @@ pub fn webhook_down(suite: &mut Suite, registrations: &[Value], namespace: &str)
             "deleting an LLMEngine",
             engine,
             &["delete", "--wait=false"],
+        ),
+        (
+            "advise-pods.llm.injector.dev",
+            "a pod with a typo'd opt-in key",
+            typo,
+            &["create"],
+        ),
+        (
+            "advise-workloads.llm.injector.dev",
+            "a Deployment whose template asks for a model",
+            deployment,
+            &["create"],
         ),
     ];
     for (webhook, what, object, verb) in cases {
