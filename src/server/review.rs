@@ -475,7 +475,7 @@ fn workload_template_path(kind: &kube::core::GroupVersionKind) -> Option<&'stati
         "" => kind.version.clone(),
         group => format!("{group}/{}", kind.version),
     };
-    crate::manifest::pod_template_path(&api_version, &kind.kind)
+    crate::inject::workload::pod_template_path(&api_version, &kind.kind)
 }
 
 /// The warnings `llm-injector inject` gives for the same object, as
@@ -496,21 +496,19 @@ fn advise_workload<L: ModelLookup + ?Sized>(
     let Some(path) = workload_template_path(&request.kind) else {
         return Vec::new();
     };
-    let Some(mut object) = request
-        .object
-        .as_ref()
-        .and_then(|o| serde_json::to_value(o).ok())
-    else {
+    let Some(given) = request.object.as_ref() else {
         return Vec::new();
     };
     if path.is_empty() {
-        let metadata = request.object.as_ref().map(|o| &o.metadata);
         return crate::inject::opt_in_mistakes(
-            metadata.and_then(|m| m.annotations.as_ref()),
-            metadata.and_then(|m| m.labels.as_ref()),
+            given.metadata.annotations.as_ref(),
+            given.metadata.labels.as_ref(),
             "metadata",
         );
     }
+    let Ok(mut object) = serde_json::to_value(given) else {
+        return Vec::new();
+    };
     // The kind decides how many replicas share a model store; the object
     // may come without it.
     object["kind"] = serde_json::Value::from(request.kind.kind.as_str());
