@@ -11,27 +11,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::crd::{API_VERSION, LLMEngine, LLMModel};
-use crate::manifest::{ManifestError, SourceDocument, read_documents, yaml_files};
-
-/// Read access to models and engines by namespace and name.
-pub trait ModelLookup {
-    /// The LLMModel `name` in `namespace`.
-    fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>>;
-    /// The LLMEngine `name` in `namespace`.
-    fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>>;
-    /// The names of all LLMModels in `namespace`, sorted (for error messages).
-    fn model_names(&self, namespace: &str) -> Vec<String>;
-    /// The LLMModels in `namespace` whose `engineRef` names `engine`, sorted by
-    /// name (for validating changes to an engine). The default asks
-    /// [`model_names`](Self::model_names) and [`model`](Self::model).
-    fn models_using_engine(&self, namespace: &str, engine: &str) -> Vec<Arc<LLMModel>> {
-        self.model_names(namespace)
-            .iter()
-            .filter_map(|name| self.model(namespace, name))
-            .filter(|model| model.spec.engine_ref.name == engine)
-            .collect()
-    }
-}
+pub use crate::lookup::ModelLookup;
+use crate::yaml::{MalformedYaml, SourceDocument, read_documents, yaml_files};
 
 type Key = (String, String);
 /// Objects by namespace, then by name.
@@ -58,7 +39,7 @@ fn get<T>(map: &ByNamespace<T>, namespace: &str, name: &str) -> Option<Arc<T>> {
 #[derive(Debug, Error)]
 pub enum CatalogError {
     #[error(transparent)]
-    Manifest(#[from] Box<ManifestError>),
+    Yaml(#[from] Box<MalformedYaml>),
     #[error(
         "{path}: no catalog files found (expected *.yaml or *.yml holding LLMEngine and LLMModel objects)"
     )]
@@ -296,7 +277,7 @@ impl ModelLookup for Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::read_documents;
+    use crate::yaml::read_documents;
 
     fn load(text: &str) -> Result<Catalog, CatalogError> {
         let mut catalog = Catalog::new();

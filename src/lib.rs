@@ -17,11 +17,14 @@ pub const STATUS_ANNOTATION: &str = "llm.injector.dev/status";
 
 pub mod catalog;
 pub mod inject;
+pub mod layout;
+pub mod lookup;
 pub mod manifest;
 pub mod router;
 pub mod server;
 pub mod validate;
 pub mod yaml;
 
-pub use catalog::{Catalog, ModelLookup};
+pub use catalog::Catalog;
 pub use inject::{InjectError, InjectOptions, Injected, Outcome, inject, inject_requested};
+pub use lookup::ModelLookup;

@@ -158,7 +158,7 @@ fn run_validate(args: &ValidateArgs) -> Result<(), Vec<String>> {
         Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
     let (documents, unreadable) = read_input_documents(&args.files)?;
     let mut report =
-        llm_injector::validate::validate_documents(&documents, &args.namespace, &catalog);
+        llm_injector::manifest::validate_documents(&documents, &args.namespace, &catalog);
     for error in unreadable {
         report.add_error(error);
     }

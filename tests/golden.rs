@@ -95,3 +95,35 @@ fn errors_exit_1_with_golden_messages_and_print_nothing() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Every golden file belongs to an input: one left behind by a renamed or
+/// deleted case would otherwise never be compared again.
+#[test]
+fn no_orphan_golden_files() {
+    let mut orphans = Vec::new();
+    for (golden_dir, input_dir) in [
+        ("tests/golden/examples", "examples/workloads"),
+        ("tests/golden/cases", "tests/golden/cases"),
+        ("tests/golden/errors", "tests/golden/errors"),
+    ] {
+        let goldens = inputs(golden_dir, |p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.ends_with(".injected.yaml") || name.ends_with(".stderr")
+        });
+        for golden in goldens {
+            let name = golden.rsplit('/').next().unwrap_or_default();
+            let stem = name
+                .strip_suffix(".injected.yaml")
+                .or_else(|| name.strip_suffix(".stderr"))
+                .unwrap_or(name);
+            if !common::root()
+                .join(input_dir)
+                .join(format!("{stem}.yaml"))
+                .is_file()
+            {
+                orphans.push(format!("{golden} has no input {input_dir}/{stem}.yaml"));
+            }
+        }
+    }
+    assert!(orphans.is_empty(), "{}", orphans.join("\n"));
+}

@@ -13,39 +13,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::plan::Plan;
 use crate::crd::{Allocation, Vendor};
+use crate::layout::{
+    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_UID, MODEL_MOUNT_PATH, MODEL_VOLUME,
+    NO_TOKEN_VOLUME, PULL_CONTAINER, ROUTER_CONTAINER, TOKEN_MOUNT_PATH,
+};
 
-/// Name of the init container that pulls the model into the store.
-pub const PULL_CONTAINER: &str = "llm-pull";
-/// Prefix of the engine sidecars: `llm-engine-0`, `llm-engine-1`, ...
-pub const ENGINE_CONTAINER_PREFIX: &str = "llm-engine-";
-/// Name of the shared model-store volume.
-pub const MODEL_VOLUME: &str = "llm-models";
-/// Where the model store is mounted in the injected containers.
-pub const MODEL_MOUNT_PATH: &str = "/llm-models";
-/// Name of the empty volume mounted where the ServiceAccount token would go.
-pub const NO_TOKEN_VOLUME: &str = "llm-no-api-token";
-/// The volumes every injection adds, in order (the status annotation lists
-/// them; a pod already holding one is refused).
-pub const INJECTED_VOLUMES: [&str; 2] = [MODEL_VOLUME, NO_TOKEN_VOLUME];
-/// Where the apiserver's ServiceAccount admission mounts the pod's API token.
-/// It skips a container that already mounts something here
-/// (k8s.io/kubernetes v1.36.3 plugin/pkg/admission/serviceaccount/admission.go
-/// lines 444-470, `mountServiceAccountToken`; checked on a real apiserver by
-/// tests/e2e), so the injected containers, which need no API access, get this
-/// empty directory instead of the token.
-pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-/// Prefix of the per-instance DRA claims: `llm-gpu-0`, ...
-pub const CLAIM_PREFIX: &str = "llm-gpu-";
-/// Name of the request router sidecar of pods with data parallelism.
-pub const ROUTER_CONTAINER: &str = "llm-router";
 /// Path of the llm-injector binary in its image (the router image).
 const ROUTER_BINARY: &str = "/llm-injector";
-
-/// The uid and gid the injected containers run as by default: not root, and
-/// not a user of the ollama image (which has none besides root; Ollama needs
-/// no account, only a writable `$HOME`, `$TMPDIR` and `$OLLAMA_MODELS`, all
-/// on the model store).
-pub const INJECTED_UID: i64 = 65532;
 
 /// The pull script: the directories Ollama writes to (on the model store,
 /// whose emptyDir is writable by any uid), a private server on the engine's

@@ -24,22 +24,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-pub use containers::{
-    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_UID, INJECTED_VOLUMES, LOADED_CHECK,
-    MODEL_MOUNT_PATH, MODEL_VOLUME, NO_TOKEN_VOLUME, PULL_CONTAINER, ROUTER_CONTAINER,
-    restricted_security_context,
+pub use crate::layout::{
+    CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_UID, INJECTED_VOLUMES, MODEL_MOUNT_PATH,
+    MODEL_VOLUME, NO_TOKEN_VOLUME, PULL_CONTAINER, RESERVED_ENGINE_ENV, ROUTER_CONTAINER,
+    TOKEN_MOUNT_PATH, last_injected_port,
 };
+pub use containers::{LOADED_CHECK, restricted_security_context};
 pub use error::InjectError;
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
-pub use plan::{
-    ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES, Plan, RESERVED_ENGINE_ENV,
-    complete_resources, last_injected_port,
-};
+pub use plan::{ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES, Plan, complete_resources};
 pub use typos::opt_in_mistakes;
 pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
 
-use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
+use crate::lookup::ModelLookup;
 use crate::validate::is_dns_subdomain;
 use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
 
@@ -195,7 +193,7 @@ fn injection_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
             "the engines of LLMModel {:?} run as uid {uid}, not root, and ROCm nodes give /dev/kfd and /dev/dri/renderD* to the render and video groups (mode 0660): add the node's render and video gids to the pod's spec.securityContext.supplementalGroups, or let the container runtime hand devices to the container's user (containerd and CRI-O: device_ownership_from_security_context = true), or set LLMEngine {:?} spec.securityContext; otherwise Ollama finds no GPU and runs on the CPU",
             plan.model_name,
             plan.engine_name,
-            uid = containers::INJECTED_UID,
+            uid = INJECTED_UID,
         ));
     }
     if let Some(claim) = &plan.model_store.persistent_volume_claim
@@ -209,7 +207,7 @@ fn injection_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
             "llm-pull writes the model store, PersistentVolumeClaim {:?}, as uid {}, and a new volume is usually writable by root only: set the pod's spec.securityContext.fsGroup (for example {}) so Kubernetes makes it group-writable, or the pull fails",
             claim.claim_name,
             plan.security_context.run_as_user.unwrap_or_default(),
-            plan.security_context.run_as_group.unwrap_or(containers::INJECTED_UID),
+            plan.security_context.run_as_group.unwrap_or(INJECTED_UID),
         ));
     }
     warnings

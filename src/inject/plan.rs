@@ -8,35 +8,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{InjectError, InjectOptions};
 use crate::crd::{Allocation, LLMEngine, LLMModel, ModelStore, Vendor};
+use crate::layout::last_injected_port;
 use crate::validate::{Report, validate_engine, validate_model_on};
-
-/// Environment variables the injector sets on engine containers itself; an
-/// engine's `spec.env` may not override them.
-pub const RESERVED_ENGINE_ENV: &[&str] = &[
-    "OLLAMA_HOST",
-    "OLLAMA_MODELS",
-    "HOME",
-    "TMPDIR",
-    "OLLAMA_KEEP_ALIVE",
-    "OLLAMA_NOPRUNE",
-    "OLLAMA_SCHED_SPREAD",
-    "LLM_MODEL",
-    "CUDA_VISIBLE_DEVICES",
-    "ROCR_VISIBLE_DEVICES",
-    "HIP_VISIBLE_DEVICES",
-    "GPU_DEVICE_ORDINAL",
-    "NVIDIA_VISIBLE_DEVICES",
-];
-
-/// The last loopback port the containers injected for `instances` engine
-/// instances on base port `port` listen on: the engines take
-/// `port..port + instances - 1`; with more than one instance the `llm-router`
-/// and its admin endpoint take the next two ports. (`i64`: it may pass 65535,
-/// which validation refuses.)
-pub fn last_injected_port(port: i32, instances: i32) -> i64 {
-    let router_ports = if instances > 1 { 2 } else { 0 };
-    i64::from(port) + i64::from(instances) - 1 + router_ports
-}
 
 /// Default CPU and memory of one container: (resource, request, limit).
 pub type DefaultResources = [(&'static str, &'static str, &'static str); 2];
@@ -498,8 +471,8 @@ mod tests {
 
 #[cfg(test)]
 mod reserved_env_tests {
-    use super::RESERVED_ENGINE_ENV;
     use crate::crd::DEVICE_VISIBILITY_ENV;
+    use crate::layout::RESERVED_ENGINE_ENV;
 
     #[test]
     fn device_visibility_is_reserved_on_engines() {

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{InjectError, InjectOptions, MODEL_VOLUME, Outcome, PodLike, inject_requested};
 use crate::MODEL_ANNOTATION;
-use crate::catalog::ModelLookup;
 use crate::field_error::field_error_under;
+use crate::lookup::ModelLookup;
 
 /// Where a kind keeps its pod template, as a JSON pointer (`""` for a Pod itself).
 pub fn pod_template_path(api_version: &str, kind: &str) -> Option<&'static str> {

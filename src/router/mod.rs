@@ -20,6 +20,7 @@ mod config;
 mod health;
 mod listener;
 mod metrics;
+mod once_body;
 mod pool;
 mod proxy;
 mod upstream;

@@ -18,9 +18,10 @@ use hyper::header::{
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 
-use super::body::{OnceBody, Streamed};
+use super::body::Streamed;
 use super::health;
 use super::metrics::{ErrorReason, Metrics};
+use super::once_body::OnceBody;
 use super::pool::Pool;
 use super::upstream::{SendError, Upstream};
 

@@ -18,8 +18,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::body::OnceBody;
 use super::config::BackendAddr;
+use super::once_body::OnceBody;
 
 type Sender = SendRequest<OnceBody<Incoming>>;
 

@@ -11,9 +11,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::metrics::Metrics;
-use crate::catalog::{Catalog, CatalogError, ModelLookup};
+use crate::catalog::{Catalog, CatalogError};
 use crate::crd::{LLMEngine, LLMModel};
-use crate::manifest::yaml_files;
+use crate::lookup::ModelLookup;
+use crate::yaml::yaml_files;
 
 /// The bytes of every catalog file, in path order: what changed means "reload".
 type Fingerprint = Vec<(PathBuf, Vec<u8>)>;

@@ -8,8 +8,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
+use crate::lookup::ModelLookup;
 
 /// Read side of the two reflectors.
 #[derive(Clone)]

@@ -10,9 +10,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
-use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel};
 use crate::inject::{InjectOptions, PatchOutcome, inject_requested_patch};
+use crate::lookup::ModelLookup;
 
 /// The only AdmissionReview version served.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 
 use super::Metrics;
 use super::review::{self, BadReview, Decision};
-use crate::catalog::ModelLookup;
+use crate::lookup::ModelLookup;
 
 /// Where LLMEngines and LLMModels come from at run time.
 pub trait CatalogSource: ModelLookup + Send + Sync + 'static {

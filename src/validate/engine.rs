@@ -11,7 +11,7 @@ use crate::crd::{
     Accelerator, Allocation, DEFAULT_AMD_IMAGE, DEFAULT_NVIDIA_IMAGE, LLMEngine, LLMEngineSpec,
     Vendor,
 };
-use crate::inject::RESERVED_ENGINE_ENV;
+use crate::layout::RESERVED_ENGINE_ENV;
 
 /// Checks one engine: image, port, accelerator, env, resources, model store.
 pub fn validate_engine(engine: &LLMEngine) -> Report {

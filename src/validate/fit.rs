@@ -4,7 +4,7 @@
 
 use super::report::{Report, Rule};
 use crate::crd::{LLMEngine, LLMModelSpec, Vendor};
-use crate::inject::last_injected_port;
+use crate::layout::last_injected_port;
 
 /// Checks `spec` (a model's) against `engine`; model-only rules (ranges, the
 /// device indices) are in `model.rs`.

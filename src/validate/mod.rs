@@ -11,12 +11,11 @@
 //! | delete an LLMEngine | [`validate_engine_delete`] |
 //! | create or update an LLMModel | [`validate_model`] |
 //! | a model on a known engine (injection) | [`validate_model_on`] |
-//! | Kubernetes YAML documents (the CLI) | [`validate_documents`] |
+//! | Kubernetes YAML documents (the CLI) | [`crate::manifest::validate_documents`] |
 //!
 //! Every rule is a [`Rule`]; the README's "Validation rules" table lists them.
 
 mod client_env;
-mod documents;
 mod duration;
 mod engine;
 mod fit;
@@ -29,7 +28,6 @@ mod report;
 #[cfg(test)]
 mod testing;
 
-pub use documents::{DocumentsReport, Finding, Severity, validate_documents};
 pub use duration::{KeepAlive, parse_keep_alive};
 pub use engine::validate_engine;
 pub use image::{ImageRef, mentions_rocm, parse_image};

@@ -9,8 +9,8 @@ use super::fit::check_fit;
 use super::names::{DNS_SUBDOMAIN_HINT, is_dns_subdomain};
 use super::ollama::parse_ollama_name;
 use super::report::{Report, Rule};
-use crate::catalog::ModelLookup;
 use crate::crd::{LLMEngine, LLMModel, LLMModelSpec, Serving, Vendor};
+use crate::lookup::ModelLookup;
 
 /// Checks a model in `namespace` (the AdmissionRequest's: a new object may
 /// carry none), with its engine looked up there. A missing engine is a

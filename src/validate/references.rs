@@ -4,8 +4,8 @@
 use super::engine::validate_engine;
 use super::fit::check_fit;
 use super::report::{Report, Rule, Violation};
-use crate::catalog::ModelLookup;
 use crate::crd::LLMEngine;
+use crate::lookup::ModelLookup;
 
 /// The most model names a message lists before "and N more".
 const NAMES_SHOWN: usize = 10;

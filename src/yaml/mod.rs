@@ -2,12 +2,16 @@
 //! written back so that every reader reads what was meant: unchanged
 //! documents byte for byte, changed ones edited in place.
 
+mod documents;
 mod edit;
 mod emit;
 mod load;
 mod resolve;
 mod text;
 
+pub use documents::{
+    MalformedYaml, SourceDocument, SourceFile, append_stream, read_documents, yaml_files,
+};
 pub use edit::rewrite;
 pub use emit::to_yaml;
 pub use load::{Document, Node, Shape, YamlError, load};

@@ -10,13 +10,11 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::engine::validate_engine;
-use super::model::validate_model;
-use super::report::Report;
+use super::{SourceDocument, inject_documents};
 use crate::catalog::Catalog;
 use crate::crd::{API_VERSION, GROUP, LLMEngine, LLMModel, crds};
 use crate::inject::InjectOptions;
-use crate::manifest::{SourceDocument, inject_documents};
+use crate::validate::{Report, validate_engine, validate_model};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
