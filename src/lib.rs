@@ -1,7 +1,7 @@
 //! llm-injector: a Kubernetes admission webhook, and the library behind it,
 //! that turns an ordinary pod into an LLM-serving pod.
 //!
-//! The core is pure: [`inject`] turns a typed pod (or pod template) plus an
+//! The core is pure: [`inject()`](fn@inject) turns a typed pod (or pod template) plus an
 //! `LLMModel` and its `LLMEngine` into the injected pod and the RFC 6902 patch
 //! between the two. The offline CLI ([`manifest`]) and the webhook share it.
 #![forbid(unsafe_code)]

@@ -3,7 +3,7 @@
 //! [`inject`] turns a typed pod or pod template, an `LLMModel` and its
 //! `LLMEngine` into the injected object and the RFC 6902 patch between the
 //! two (`json_patch::diff` of both serialised from the same typed value, or
-//! rather of the parts injection may change: see [`touched_json`]).
+//! rather of the parts injection may change: see `touched_json`).
 //! [`inject_requested`] adds the opt-in and lookup steps around it;
 //! [`inject_requested_patch`] is the same without the injected object, for
 //! the webhook, which only answers the patch. Nothing here touches HTTP, TLS,

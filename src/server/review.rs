@@ -48,7 +48,7 @@ impl BadReview {
     }
 }
 
-/// The one decision type; [`Decision::into_response`] is the only place it
+/// The one decision type; [`Decision::into_body`] is the only place it
 /// becomes an AdmissionResponse.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -391,7 +391,7 @@ fn mutate_other(request: &AdmissionRequest<DynamicObject>, body: &[u8]) -> Decis
 /// Decides a review sent to `/validate`: LLMEngine and LLMModel changes are
 /// checked with the rules of [`crate::validate`]; errors deny, warnings are
 /// returned as admission warnings. Pods and workloads are only advised
-/// ([`advise_workload`]).
+/// (`advise_workload`).
 pub fn validate<L: ModelLookup + ?Sized>(
     body: &[u8],
     lookup: &L,
