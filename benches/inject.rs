@@ -60,7 +60,7 @@ fn review_figures(root: &Path, catalog: &Catalog) {
             &InjectOptions::default(),
         )
         .expect("review");
-        black_box(decision.into_body());
+        black_box(decision.into_body().expect("encodes"));
     });
     let decode = time_per_call(|| {
         black_box(

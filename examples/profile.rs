@@ -56,7 +56,7 @@ fn main() {
                             &options,
                         )
                         .expect("review");
-                        black_box(decision.into_body()).len()
+                        black_box(decision.into_body().expect("encodes")).len()
                     }
                 });
             }

@@ -1423,6 +1423,16 @@ fn cases() -> Vec<Case> {
             )),
         ),
         validate(
+            "an LLMModel of another API group on /validate: not ours, not checked",
+            || {
+                review("llmmodel-create.json", |r| {
+                    r["request"]["kind"]["group"] = json!("models.example.com");
+                    r["request"]["object"]["spec"] = json!({"model": "NOT A MODEL"});
+                })
+            },
+            Allowed(Some("validates only LLMEngine and LLMModel")),
+        ),
+        validate(
             "a ConfigMap review on /validate",
             || {
                 pod(|r| {
@@ -1474,7 +1484,7 @@ fn injected_object(review: &Value) -> Value {
         &InjectOptions::default(),
     )
     .expect("decision");
-    let answer: Value = serde_json::from_slice(&decision.into_body()).unwrap();
+    let answer: Value = serde_json::from_slice(&decision.into_body().unwrap()).unwrap();
     let patch = patch_of(&answer).expect("patch");
     let mut object = review["request"]["object"].clone();
     json_patch::patch(&mut object, &patch).expect("patch applies");

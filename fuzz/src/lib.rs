@@ -293,7 +293,11 @@ fn decided(body: &[u8], result: Result<Decision, BadReview>) -> Option<(Value, V
         "the uid answered is not the request's"
     );
     let verdict = decision.verdict.clone();
-    check_response(&decision.into_body(), &uid, &verdict);
+    check_response(
+        &decision.into_body().expect("a decided review encodes"),
+        &uid,
+        &verdict,
+    );
     Some((request, verdict))
 }
 

@@ -70,7 +70,7 @@ impl Default for Metrics {
         );
         registry.register(
             "admission_bad_requests",
-            "Requests answered with HTTP 4xx instead of a review, by webhook and reason",
+            "Requests answered with an HTTP error instead of a review (4xx for a bad request, 500 when the answer cannot be encoded), by webhook and reason",
             rejected.clone(),
         );
         registry.register(

@@ -107,41 +107,53 @@ impl Decision {
     }
 
     /// The response body: an `admission.k8s.io/v1` AdmissionReview whose
-    /// `patch` is the documented base64 string (kube-core would write an array
-    /// of byte values, more than twice the size).
-    pub fn into_body(self) -> Vec<u8> {
+    /// `patch` is the documented base64 string. kube-core's own
+    /// `AdmissionResponse` serialises the patch as an array of byte values
+    /// (kube-rs#1781), more than twice the size, so the patch and its
+    /// `patchType` are written beside the flattened response instead.
+    ///
+    /// An error (a patch or response that does not serialise) is the
+    /// caller's to answer as a server error: never a pod allowed uninjected.
+    pub fn into_body(self) -> Result<Vec<u8>, EncodeError> {
         let mut response = self.response;
-        let mut patch_json = None;
+        let mut patch = None;
         match self.verdict {
             Verdict::Allow { warnings } => {
                 response.warnings = (!warnings.is_empty()).then_some(warnings);
             }
-            Verdict::Patch { patch, warnings } => {
+            Verdict::Patch {
+                patch: operations,
+                warnings,
+            } => {
                 response.warnings = (!warnings.is_empty()).then_some(warnings);
-                if !patch.is_empty() {
-                    // Serialising a Patch of JSON values cannot fail.
-                    if let Ok(json) = serde_json::to_vec(&patch) {
-                        // with_patch sets patchType (a private field); the
-                        // bytes it serialises here are the two of `[]`,
-                        // replaced below by the base64 of the real patch.
-                        if let Ok(with_patch) =
-                            response.clone().with_patch(json_patch::Patch(Vec::new()))
-                        {
-                            response = with_patch;
-                            response.patch = None;
-                            patch_json = Some(json);
-                        }
-                    }
+                if !operations.is_empty() {
+                    let json = serde_json::to_vec(&operations)
+                        .map_err(|e| EncodeError(format!("the patch: {e}")))?;
+                    patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
                 }
             }
             Verdict::Deny { message } => response = response.deny(message),
         }
-        encode_review(response.into_review(), patch_json.as_deref())
+        let out = ReviewOut {
+            api_version: REVIEW_API_VERSION,
+            kind: "AdmissionReview",
+            response: ResponseOut {
+                response: &response,
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch: patch.as_deref(),
+            },
+        };
+        serde_json::to_vec(&out).map_err(|e| EncodeError(format!("the response: {e}")))
     }
 }
 
-/// The review as the apiserver reads it, with `response.patch` as a base64
-/// string: kube-core's own response, flattened, plus that one field.
+/// A decided review that cannot be encoded (answered with HTTP 500).
+#[derive(Debug, Error)]
+#[error("the AdmissionReview answer cannot be encoded: {0}")]
+pub struct EncodeError(String);
+
+/// The review as the apiserver reads it: kube-core's response, flattened,
+/// with `patchType` and `patch` (base64) beside it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewOut<'a> {
@@ -151,62 +163,14 @@ struct ReviewOut<'a> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ResponseOut<'a> {
     #[serde(flatten)]
     response: &'a AdmissionResponse,
     #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     patch: Option<&'a str>,
-}
-
-/// Encodes the review; `patch_json` (the JSON Patch) becomes the base64
-/// string of `response.patch`.
-fn encode_review(review: AdmissionReview<DynamicObject>, patch_json: Option<&[u8]>) -> Vec<u8> {
-    let Some(response) = review.response.as_ref() else {
-        return serde_json::to_vec(&review).unwrap_or_default();
-    };
-    let out = ReviewOut {
-        api_version: &review.types.api_version,
-        kind: &review.types.kind,
-        response: ResponseOut {
-            response,
-            // Serialised empty, then filled in place, below.
-            patch: patch_json.map(|_| ""),
-        },
-    };
-    let Ok(mut body) = serde_json::to_vec(&out) else {
-        return Vec::new();
-    };
-    if let Some(json) = patch_json {
-        // `patch` is the last field of the last object: the body ends with
-        // `"patch":""}}`. Base64 needs no JSON escaping, so the encoded patch
-        // goes between those quotes as it is, without serde_json's escaping
-        // scan of a string of several kilobytes.
-        const TAIL: &[u8] = b"\"}}";
-        if !body.ends_with(b"\"patch\":\"\"}}") {
-            // Not the layout expected: encode the plain way.
-            let b64 = base64::engine::general_purpose::STANDARD.encode(json);
-            let out = ReviewOut {
-                response: ResponseOut {
-                    patch: Some(&b64),
-                    ..out.response
-                },
-                ..out
-            };
-            return serde_json::to_vec(&out).unwrap_or_default();
-        }
-        body.truncate(body.len() - TAIL.len());
-        let start = body.len();
-        body.resize(
-            start + base64::encoded_len(json.len(), true).unwrap_or(0),
-            0,
-        );
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(json, &mut body[start..])
-            .unwrap_or(0);
-        body.truncate(start + written);
-        body.extend_from_slice(TAIL);
-    }
-    body
 }
 
 fn operation_name(op: &Operation) -> &'static str {
@@ -409,7 +373,12 @@ pub fn validate<L: ModelLookup + ?Sized>(
     let namespace = facts.namespace.clone();
     let kind = request.kind.kind.as_str();
     let operation = &request.operation;
-    let report = match (kind, operation) {
+    // Ours by group and version, not by the kind's name alone: another
+    // group's `LLMModel` is not checked with these rules.
+    let ours =
+        request.kind.group == crate::crd::GROUP && request.kind.version == crate::crd::VERSION;
+    let ours_kind = if ours { kind } else { "" };
+    let report = match (ours_kind, operation) {
         ("LLMModel", Operation::Create | Operation::Update) => {
             typed::<LLMModel>(request.object.as_ref(), kind)
                 .map(|model| crate::validate::validate_model(&model, &namespace, lookup))

@@ -216,7 +216,16 @@ fn respond(
     }
     let kind = facts.kind.clone();
     let operation = facts.operation;
-    let body = decision.into_body();
+    let body = match decision.into_body() {
+        Ok(body) => body,
+        Err(error) => {
+            // A 500 fails the call: the webhook's failurePolicy decides, as
+            // for any other webhook failure, instead of an allowed pod.
+            state.metrics.bad_request(webhook, "encode_failed");
+            tracing::error!(%error, "review not answered");
+            return bad_request(StatusCode::INTERNAL_SERVER_ERROR, error.to_string());
+        }
+    };
     state.metrics.review(
         webhook,
         &kind,
