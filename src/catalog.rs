@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::crd::{API_VERSION, LLMEngine, LLMModel};
 pub use crate::lookup::ModelLookup;
-use crate::yaml::{MalformedYaml, SourceDocument, read_documents, yaml_files};
+use crate::yaml::{MalformedYaml, SourceDocument, flatten_lists, read_documents, yaml_files};
 
 type Key = (String, String);
 /// Objects by namespace, then by name.
@@ -107,7 +107,7 @@ impl Catalog {
                 })?;
                 let documents =
                     read_documents(&file.display().to_string(), &text).map_err(Box::new)?;
-                for doc in documents {
+                for doc in flatten_lists(&documents) {
                     catalog.add_document(&doc, default_namespace, &mut origins)?;
                 }
             }
@@ -122,8 +122,8 @@ impl Catalog {
         default_namespace: &str,
     ) -> Result<(), CatalogError> {
         let mut origins = BTreeMap::new();
-        for doc in documents {
-            self.add_document(doc, default_namespace, &mut origins)?;
+        for doc in flatten_lists(documents) {
+            self.add_document(&doc, default_namespace, &mut origins)?;
         }
         Ok(())
     }
@@ -141,14 +141,6 @@ impl Catalog {
                 kind: "object",
                 message: e.to_string(),
             })?;
-        if type_meta.kind == "List" {
-            let items = doc.value.get("items").and_then(|i| i.as_array());
-            for (index, item) in items.into_iter().flatten().enumerate() {
-                let item_doc = doc.item(index, item.clone());
-                self.add_document(&item_doc, default_namespace, origins)?;
-            }
-            return Ok(());
-        }
         let kind: &'static str = match (type_meta.api_version.as_str(), type_meta.kind.as_str()) {
             (API_VERSION, "LLMModel") => "LLMModel",
             (API_VERSION, "LLMEngine") => "LLMEngine",

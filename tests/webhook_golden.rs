@@ -12,7 +12,7 @@ mod server_support;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use llm_injector::manifest::{SourceDocument, inject_documents, read_documents};
+use llm_injector::manifest::{SourceDocument, flatten_lists, inject_documents, read_documents};
 use llm_injector::server::{AppState, Health, Metrics, webhook_router};
 use llm_injector::{Catalog, InjectOptions, MODEL_ANNOTATION};
 use serde_json::{Value, json};
@@ -136,17 +136,7 @@ fn golden_documents() -> Vec<SourceDocument> {
             let Ok(docs) = read_documents(&source, &text) else {
                 continue; // malformed YAML never reaches a webhook
             };
-            for doc in docs {
-                match doc.value["items"].as_array() {
-                    Some(items) if doc.value["kind"] == "List" => documents.extend(
-                        items
-                            .iter()
-                            .enumerate()
-                            .map(|(i, item)| doc.item(i, item.clone())),
-                    ),
-                    _ => documents.push(doc),
-                }
-            }
+            documents.extend(flatten_lists(&docs));
         }
     }
     documents

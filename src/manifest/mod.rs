@@ -12,7 +12,8 @@ use crate::inject::workload::{ObjectError, has_model_annotation, inject_object};
 use crate::inject::{InjectError, InjectOptions};
 use crate::lookup::ModelLookup;
 pub use crate::yaml::{
-    MalformedYaml, SourceDocument, SourceFile, append_stream, read_documents, yaml_files,
+    MalformedYaml, SourceDocument, SourceFile, append_stream, flatten_lists, read_documents,
+    yaml_files,
 };
 
 mod validate;

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::{SourceDocument, inject_documents};
+use super::{SourceDocument, flatten_lists, inject_documents};
 use crate::catalog::Catalog;
 use crate::crd::{API_VERSION, GROUP, LLMEngine, LLMModel, crds};
 use crate::inject::InjectOptions;
@@ -261,25 +261,6 @@ pub fn validate_documents(
         }
     }
     out
-}
-
-/// The documents, with the items of every `kind: List` in place of the list.
-fn flatten_lists(documents: &[SourceDocument]) -> Vec<SourceDocument> {
-    let mut flat = Vec::with_capacity(documents.len());
-    for doc in documents {
-        match doc.value.get("items").and_then(Value::as_array) {
-            Some(items) if doc.value.get("kind").and_then(Value::as_str) == Some("List") => {
-                let items: Vec<SourceDocument> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(index, item)| doc.item(index, item.clone()))
-                    .collect();
-                flat.extend(flatten_lists(&items));
-            }
-            _ => flat.push(doc.clone()),
-        }
-    }
-    flat
 }
 
 fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {

@@ -145,3 +145,22 @@ pub fn yaml_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     files.sort();
     Ok(files)
 }
+
+/// The documents, with the items of every `kind: List` in place of the list.
+pub fn flatten_lists(documents: &[SourceDocument]) -> Vec<SourceDocument> {
+    let mut flat = Vec::with_capacity(documents.len());
+    for doc in documents {
+        match doc.value.get("items").and_then(Value::as_array) {
+            Some(items) if doc.value.get("kind").and_then(Value::as_str) == Some("List") => {
+                let items: Vec<SourceDocument> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| doc.item(index, item.clone()))
+                    .collect();
+                flat.extend(flatten_lists(&items));
+            }
+            _ => flat.push(doc.clone()),
+        }
+    }
+    flat
+}

@@ -10,7 +10,8 @@ mod resolve;
 mod text;
 
 pub use documents::{
-    MalformedYaml, SourceDocument, SourceFile, append_stream, read_documents, yaml_files,
+    MalformedYaml, SourceDocument, SourceFile, append_stream, flatten_lists, read_documents,
+    yaml_files,
 };
 pub use edit::rewrite;
 pub use emit::to_yaml;
