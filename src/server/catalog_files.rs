@@ -1,16 +1,15 @@
 //! `serve --catalog`: LLMEngines and LLMModels from YAML files, re-read when
-//! they change (as certificates are), so models can be added and removed
-//! without a restart. Files are re-read by polling their bytes rather than
-//! watched with inotify: a mounted ConfigMap is updated by an atomic swap of a
-//! `..data` symlink, which a watch on the file itself never sees.
+//! they change (as certificates are, see `polled_files`), so models can be
+//! added and removed without a restart.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use super::metrics::Metrics;
+use super::polled_files::{LastSeen, Polled, every};
 use crate::catalog::{Catalog, CatalogError};
 use crate::crd::{LLMEngine, LLMModel};
 use crate::lookup::ModelLookup;
@@ -27,7 +26,7 @@ pub struct FileCatalog {
     default_namespace: String,
     current: ArcSwap<Catalog>,
     /// The files as last looked at (loaded or refused), to act once per change.
-    last_seen: Mutex<Fingerprint>,
+    last_seen: LastSeen<Fingerprint>,
 }
 
 /// What a reload attempt did.
@@ -64,7 +63,7 @@ impl FileCatalog {
             paths: paths.to_vec(),
             default_namespace: default_namespace.to_owned(),
             current: ArcSwap::from_pointee(catalog),
-            last_seen: Mutex::new(seen),
+            last_seen: LastSeen::new(seen),
         })
     }
 
@@ -75,42 +74,32 @@ impl FileCatalog {
 
     /// Re-reads the files; swaps in the new catalog if they changed and load.
     pub fn reload(&self) -> CatalogReload {
-        let seen = match fingerprint(&self.paths) {
-            Ok(seen) => seen,
-            // Mid-swap or removed: keep serving, look again next time.
-            Err(e) => return CatalogReload::Refused(e.to_string()),
-        };
-        let Ok(mut last) = self.last_seen.lock() else {
-            return CatalogReload::Unchanged;
-        };
-        if *last == seen {
-            return CatalogReload::Unchanged;
-        }
-        *last = seen;
-        drop(last);
-        // Files that change again while being loaded differ from the
-        // fingerprint kept above, so the next call loads them once more.
-        match Catalog::load_all(&self.paths, &self.default_namespace) {
-            Ok(catalog) => {
+        // The catalog is loaded from the paths again, not from the bytes
+        // compared: files that change again meanwhile differ from what was
+        // kept, so the next look loads them once more.
+        let polled = self.last_seen.poll(
+            || fingerprint(&self.paths).map_err(|e| e.to_string()),
+            |_| Catalog::load_all(&self.paths, &self.default_namespace).map_err(|e| e.to_string()),
+        );
+        match polled {
+            Polled::Unchanged => CatalogReload::Unchanged,
+            Polled::Changed(catalog) => {
                 let (engines, models) = (catalog.engine_count(), catalog.model_count());
                 self.current.store(Arc::new(catalog));
                 CatalogReload::Reloaded { engines, models }
             }
-            Err(e) => CatalogReload::Refused(e.to_string()),
+            Polled::Refused(reason) => CatalogReload::Refused(reason),
         }
     }
 
     /// Re-reads the files every `interval`, forever, logging and counting
     /// reloads and refusals.
     pub async fn watch(self: Arc<Self>, interval: Duration, metrics: Arc<Metrics>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
+        every(interval, || async {
             // Reading and parsing files blocks: keep it off the review workers.
             let this = self.clone();
             let Ok(outcome) = tokio::task::spawn_blocking(move || this.reload()).await else {
-                continue;
+                return;
             };
             match outcome {
                 CatalogReload::Unchanged => {}
@@ -126,7 +115,8 @@ impl FileCatalog {
                     );
                 }
             }
-        }
+        })
+        .await
     }
 }
 

@@ -8,6 +8,7 @@ mod catalog_files;
 mod cluster;
 mod listener;
 mod metrics;
+mod polled_files;
 pub mod review;
 mod routes;
 pub mod tls;

@@ -5,7 +5,7 @@
 //! connection. Without files, a self-signed CA and leaf for local use.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -16,6 +16,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
+
+use super::polled_files::{LastSeen, Polled, every};
 
 /// Why a certificate pair could not be used.
 #[derive(Debug, Error)]
@@ -120,7 +122,7 @@ pub struct FileCerts {
     key_path: PathBuf,
     resolver: Arc<CertResolver>,
     /// The bytes last looked at (loaded or refused), to act once per change.
-    last_seen: Mutex<(Vec<u8>, Vec<u8>)>,
+    last_seen: LastSeen<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What a reload attempt did.
@@ -146,7 +148,7 @@ impl FileCerts {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
             resolver: Arc::new(CertResolver::new(pair)),
-            last_seen: Mutex::new((cert, key)),
+            last_seen: LastSeen::new((cert, key)),
         })
     }
 
@@ -157,39 +159,34 @@ impl FileCerts {
 
     /// Re-reads both files; swaps in the new pair if it changed and is valid.
     pub fn reload(&self) -> Reload {
-        let (cert, key) = match (read(&self.cert_path), read(&self.key_path)) {
-            (Ok(c), Ok(k)) => (c, k),
-            // Mid-swap or removed: keep serving, look again next time.
-            (Err(e), _) | (_, Err(e)) => return Reload::Refused(e.to_string()),
-        };
-        let Ok(mut last) = self.last_seen.lock() else {
-            return Reload::Unchanged;
-        };
-        if last.0 == cert && last.1 == key {
-            return Reload::Unchanged;
-        }
-        *last = (cert.clone(), key.clone());
-        drop(last);
-        match parse_pair(
-            &cert,
-            &key,
-            &self.cert_path.display().to_string(),
-            &self.key_path.display().to_string(),
-        ) {
-            Ok(pair) => {
+        let polled = self.last_seen.poll(
+            || {
+                let text = |path: &Path| read(path).map_err(|e| e.to_string());
+                Ok((text(&self.cert_path)?, text(&self.key_path)?))
+            },
+            |(cert, key)| {
+                parse_pair(
+                    cert,
+                    key,
+                    &self.cert_path.display().to_string(),
+                    &self.key_path.display().to_string(),
+                )
+                .map_err(|e| e.to_string())
+            },
+        );
+        match polled {
+            Polled::Unchanged => Reload::Unchanged,
+            Polled::Changed(pair) => {
                 self.resolver.replace(pair);
                 Reload::Rotated
             }
-            Err(e) => Reload::Refused(e.to_string()),
+            Polled::Refused(reason) => Reload::Refused(reason),
         }
     }
 
     /// Re-reads the files every `interval`, forever, logging rotations and refusals.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
+        every(interval, || async {
             match self.reload() {
                 Reload::Unchanged => {}
                 Reload::Rotated => {
@@ -201,7 +198,8 @@ impl FileCerts {
                     "new serving certificate refused; still serving the previous one"
                 ),
             }
-        }
+        })
+        .await
     }
 }
 
