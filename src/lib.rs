@@ -20,6 +20,7 @@ pub mod inject;
 pub mod layout;
 pub mod lookup;
 pub mod manifest;
+pub(crate) mod net;
 pub mod router;
 pub mod server;
 pub mod validate;

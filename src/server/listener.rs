@@ -1,18 +1,20 @@
-//! The TLS accept loop: TCP_NODELAY on every connection (Nagle halves
-//! HTTP/2 throughput), a handshake and header-read timeout, HTTP/1.1 and
-//! HTTP/2, and a graceful drain of open connections at shutdown.
+//! The webhook's connections: TLS with a handshake and header-read timeout,
+//! HTTP/1.1 and HTTP/2, on the shared accept loop (`crate::net`).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+use crate::net::accept_and_drain;
 
 /// Time limits of the HTTPS listener.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +35,6 @@ pub async fn serve_tls(
     stop: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -41,27 +42,12 @@ pub async fn serve_tls(
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let handshake_timeout = limits.header_read_timeout;
+    let serve = move |stream, peer: SocketAddr, watcher: Watcher| {
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
+        async move {
             let tls_stream =
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => tls_stream,
@@ -80,13 +66,7 @@ pub async fn serve_tls(
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(timeout = ?limits.drain_timeout, "connections still open after the drain timeout");
-    }
+        }
+    };
+    accept_and_drain(listener, limits.drain_timeout, "connections", stop, serve).await;
 }
