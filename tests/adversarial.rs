@@ -25,15 +25,13 @@
 mod server_support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
-use llm_injector::server::{AppState, Health, Metrics, webhook_router};
+use llm_injector::server::{AppState, webhook_router};
 use llm_injector::{Catalog, InjectOptions, MODEL_ANNOTATION, ModelLookup, STATUS_ANNOTATION};
 use serde_json::{Value, json};
-use server_support::{fixture_json, oneshot, patch_of, root};
+use server_support::{catalog_with, fixture_json, oneshot, patch_of, ready_state};
 
 /// The body limit of `serve` (and of these tests).
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -58,27 +56,11 @@ const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef012
 // ---------------------------------------------------------------------------
 
 fn catalog() -> Catalog {
-    Catalog::load_all(
-        &[
-            root().join("examples/catalog"),
-            root().join("tests/adversarial/catalog.yaml"),
-        ],
-        "default",
-    )
-    .expect("catalog")
+    catalog_with("tests/adversarial/catalog.yaml")
 }
 
 fn state() -> AppState {
-    let health = Health::default();
-    health.tls_bound.store(true, Ordering::Release);
-    health.catalog_synced.store(true, Ordering::Release);
-    AppState {
-        source: Arc::new(catalog()),
-        metrics: Arc::new(Metrics::default()),
-        health: Arc::new(health),
-        body_limit: BODY_LIMIT,
-        inject_options: Arc::new(InjectOptions::default()),
-    }
+    ready_state(catalog(), BODY_LIMIT)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,8 @@
 //! fixtures and a few hand-made edge cases, for both `inject` (the CLI) and
 //! `inject_patch` (the webhook).
 
+mod server_support;
+
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -23,14 +25,7 @@ fn root() -> &'static Path {
 }
 
 fn catalog() -> Catalog {
-    Catalog::load_all(
-        &[
-            root().join("examples/catalog"),
-            root().join("tests/golden/catalog.yaml"),
-        ],
-        "default",
-    )
-    .expect("catalogs")
+    server_support::golden_catalog()
 }
 
 /// The whole object as JSON without `metadata.managedFields`.

@@ -4,6 +4,8 @@
 //! "restricted". The checks below implement the standard's controls for the
 //! fields a pod spec can carry (Linux pods, policy version 1.33).
 
+mod server_support;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, PodSpec, SecurityContext};
@@ -201,15 +203,7 @@ fn injected_containers(spec: &PodSpec) -> Vec<&Container> {
 }
 
 fn catalog() -> Catalog {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    Catalog::load_all(
-        &[
-            root.join("examples/catalog"),
-            root.join("tests/golden/catalog.yaml"),
-        ],
-        "default",
-    )
-    .expect("catalog")
+    server_support::golden_catalog()
 }
 
 fn pod(namespace: &str, model: &str, security: Option<PodSecurityContext>) -> Pod {

@@ -3,28 +3,18 @@
 
 mod server_support;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 use llm_injector::manifest::{SourceDocument, inject_documents};
-use llm_injector::server::{AppState, Health, Metrics, admin_router, webhook_router};
+use llm_injector::server::{AppState, admin_router, webhook_router};
 use llm_injector::{Catalog, InjectOptions};
 use serde_json::{Value, json};
-use server_support::{fixture, fixture_json, oneshot, patch_of, root};
+use server_support::{fixture, fixture_json, oneshot, patch_of, ready_state, root};
 
 fn state() -> AppState {
     let catalog = Catalog::load(&root().join("examples/catalog"), "default").expect("catalog");
-    let health = Health::default();
-    health.tls_bound.store(true, Ordering::Release);
-    health.catalog_synced.store(true, Ordering::Release);
-    AppState {
-        source: Arc::new(catalog),
-        metrics: Arc::new(Metrics::default()),
-        health: Arc::new(health),
-        body_limit: 4 * 1024 * 1024,
-        inject_options: Arc::new(InjectOptions::default()),
-    }
+    ready_state(catalog, 4 * 1024 * 1024)
 }
 
 async fn mutate(state: &AppState, body: Vec<u8>) -> (StatusCode, Value) {

@@ -9,37 +9,14 @@
 
 mod server_support;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
+use llm_injector::MODEL_ANNOTATION;
 use llm_injector::manifest::{SourceDocument, flatten_lists, inject_documents, read_documents};
-use llm_injector::server::{AppState, Health, Metrics, webhook_router};
-use llm_injector::{Catalog, InjectOptions, MODEL_ANNOTATION};
+use llm_injector::server::{AppState, webhook_router};
 use serde_json::{Value, json};
-use server_support::{oneshot, patch_of, root};
-
-fn catalog() -> Catalog {
-    Catalog::load_all(
-        &[
-            root().join("examples/catalog"),
-            root().join("tests/golden/catalog.yaml"),
-        ],
-        "default",
-    )
-    .expect("catalogs")
-}
+use server_support::{golden_catalog, oneshot, patch_of, ready_state, root};
 
 fn state() -> AppState {
-    let health = Health::default();
-    health.tls_bound.store(true, Ordering::Release);
-    health.catalog_synced.store(true, Ordering::Release);
-    AppState {
-        source: Arc::new(catalog()),
-        metrics: Arc::new(Metrics::default()),
-        health: Arc::new(health),
-        body_limit: 4 * 1024 * 1024,
-        inject_options: Arc::new(InjectOptions::default()),
-    }
+    ready_state(golden_catalog(), 4 * 1024 * 1024)
 }
 
 /// The group, version and plural resource of a kind the webhooks receive.
@@ -87,7 +64,7 @@ fn cli(doc: &SourceDocument) -> (Value, Vec<String>, Option<String>) {
     let out = inject_documents(
         vec![doc.clone()],
         "default",
-        &catalog(),
+        &golden_catalog(),
         &Default::default(),
     );
     let strip = |line: String| {

@@ -28,16 +28,14 @@ pub struct CliWarning {
     pub message: String,
 }
 
-/// Parses inject's warning lines, `warning: FILE document N[ items[i]]:
-/// Kind namespace/name: message`.
+/// inject's warnings (`warning: FILE document N: Kind namespace/name:
+/// message`), read with the suite's one parser of its output.
 fn cli_warnings(stderr: &str) -> Vec<CliWarning> {
-    stderr
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("warning: ")?;
-            let (_, after_document) = rest.split_once(" document ")?;
-            let (_, object_and_message) = after_document.split_once(": ")?;
-            let (object, message) = object_and_message.split_once(": ")?;
+    crate::validation::findings(stderr)
+        .into_values()
+        .flat_map(|(_, warnings)| warnings)
+        .filter_map(|warning| {
+            let (object, message) = warning.split_once(": ")?;
             Some(CliWarning {
                 object: object.to_string(),
                 message: message.to_string(),

@@ -1,4 +1,5 @@
-//! Shared by the server tests: fixtures, and a real HTTPS client over loopback.
+//! Shared by the server and injection tests: fixtures, the golden catalogs,
+//! a ready `AppState`, and a real HTTPS client over loopback.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -42,6 +43,41 @@ impl Drop for TempDir {
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `examples/catalog` and the catalog `extra` (a path from the root), in
+/// namespace "default" where an object names none.
+pub fn catalog_with(extra: &str) -> llm_injector::Catalog {
+    llm_injector::Catalog::load_all(
+        &[root().join("examples/catalog"), root().join(extra)],
+        "default",
+    )
+    .expect("catalogs")
+}
+
+/// The catalogs the golden files are injected with (tests/golden.rs).
+pub fn golden_catalog() -> llm_injector::Catalog {
+    catalog_with("tests/golden/catalog.yaml")
+}
+
+/// The state `serve` answers with once ready (TLS bound, catalog synced),
+/// serving `catalog` with the default injection options.
+pub fn ready_state(
+    catalog: llm_injector::Catalog,
+    body_limit: usize,
+) -> llm_injector::server::AppState {
+    use llm_injector::server::{AppState, Health, Metrics};
+    use std::sync::atomic::Ordering;
+    let health = Health::default();
+    health.tls_bound.store(true, Ordering::Release);
+    health.catalog_synced.store(true, Ordering::Release);
+    AppState {
+        source: Arc::new(catalog),
+        metrics: Arc::new(Metrics::default()),
+        health: Arc::new(health),
+        body_limit,
+        inject_options: Arc::new(llm_injector::InjectOptions::default()),
+    }
 }
 
 /// A captured AdmissionReview from `tests/fixtures/apiserver-1.36/`.
