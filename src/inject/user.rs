@@ -56,6 +56,16 @@ pub fn endpoint_env(plan: &Plan) -> Vec<EnvVar> {
 /// variables defined earlier in the list, so the user's values can refer to
 /// the injected ones. Existing entries are never changed or reordered.
 pub fn add_user_env(container: &mut Container, wanted: &[EnvVar]) {
+    let additions = user_env_additions(container, wanted);
+    if !additions.is_empty() {
+        let env = container.env.get_or_insert_with(Vec::new);
+        env.splice(0..0, additions);
+    }
+}
+
+/// What [`add_user_env`] adds to `container`: each of `wanted` it does not
+/// set, and `NVIDIA_VISIBLE_DEVICES=void` unless it sets it or requests a GPU.
+fn user_env_additions(container: &Container, wanted: &[EnvVar]) -> Vec<EnvVar> {
     let existing = container.env.as_deref().unwrap_or_default();
     let sets = |name: &str| existing.iter().any(|e| e.name == name);
     let mut additions: Vec<EnvVar> = wanted.iter().filter(|v| !sets(&v.name)).cloned().collect();
@@ -66,10 +76,7 @@ pub fn add_user_env(container: &mut Container, wanted: &[EnvVar]) {
     {
         additions.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
     }
-    if !additions.is_empty() {
-        let env = container.env.get_or_insert_with(Vec::new);
-        env.splice(0..0, additions);
-    }
+    additions
 }
 
 /// Whether a container is a known service-mesh proxy.
@@ -128,17 +135,11 @@ pub fn endpoint_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
 /// replaced by the injected value. The keys are not known at admission, so
 /// the warning says which names would win and how to keep one.
 pub fn env_from_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
-    let mut injected: Vec<EnvVar> = endpoint_env(plan);
-    injected.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
+    let wanted = endpoint_env(plan);
     let mut warnings = Vec::new();
     for container in spec.containers.iter().filter(|c| !is_proxy(c)) {
-        let own = container.env.as_deref().unwrap_or_default();
-        let added: Vec<&str> = injected
-            .iter()
-            .map(|v| v.name.as_str())
-            .filter(|name| !own.iter().any(|e| e.name == *name))
-            .filter(|name| *name != "NVIDIA_VISIBLE_DEVICES" || !requests_gpu(container))
-            .collect();
+        let additions = user_env_additions(container, &wanted);
+        let added: Vec<&str> = additions.iter().map(|v| v.name.as_str()).collect();
         let mut sources = Vec::new();
         let mut prefixes = Vec::new();
         for (index, source) in container.env_from.iter().flatten().enumerate() {

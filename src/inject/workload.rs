@@ -40,7 +40,7 @@ pub struct ObjectInjection {
 }
 
 /// Why an object that asked for injection could not be injected.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ObjectError {
     /// The pod (template) does not decode as one.
     InvalidPod {

@@ -7,9 +7,10 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
+use crate::inject::InjectOptions;
+pub use crate::inject::workload::ObjectError;
 pub use crate::inject::workload::pod_template_path;
-use crate::inject::workload::{ObjectError, has_model_annotation, inject_object};
-use crate::inject::{InjectError, InjectOptions};
+use crate::inject::workload::{has_model_annotation, inject_object};
 use crate::lookup::ModelLookup;
 pub use crate::yaml::{
     MalformedYaml, SourceDocument, SourceFile, append_stream, flatten_lists, read_documents,
@@ -25,25 +26,13 @@ pub enum ManifestError {
     /// The YAML does not parse.
     #[error(transparent)]
     Yaml(#[from] MalformedYaml),
-    /// A pod (template) asked for injection and it cannot be done.
+    /// A pod (template) asked for injection and it cannot be done: it does
+    /// not decode as one, or injection refuses it.
     #[error("{origin}: {object}: {error}")]
-    Inject {
+    Object {
         origin: String,
         object: String,
-        error: Box<InjectError>,
-    },
-    /// A pod (template) that asked for injection does not decode as one.
-    /// `message` names the field from the document's root, its value and
-    /// the type Kubernetes wants.
-    #[error(
-        "{origin}: {object}: {message}; {what} does not decode as a v1 {type_name}, so it cannot be injected: give that field a value of the type named"
-    )]
-    InvalidPod {
-        origin: String,
-        object: String,
-        what: String,
-        type_name: &'static str,
-        message: String,
+        error: ObjectError,
     },
 }
 
@@ -142,24 +131,12 @@ fn inject_document(
             .into_iter()
             .map(|w| format!("{}: {object}: {w}", doc.origin())),
     );
-    match result.error {
-        None => {}
-        Some(ObjectError::InvalidPod {
-            what,
-            type_name,
-            message,
-        }) => out.errors.push(ManifestError::InvalidPod {
-            origin: doc.origin(),
-            object,
-            what,
-            type_name,
-            message,
-        }),
-        Some(ObjectError::Inject(error)) => out.errors.push(ManifestError::Inject {
+    if let Some(error) = result.error {
+        out.errors.push(ManifestError::Object {
             origin: doc.origin(),
             object,
             error,
-        }),
+        });
     }
     value
 }

@@ -393,9 +393,9 @@ pub fn validate<L: ModelLookup + ?Sized>(
         ("LLMEngine", Operation::Delete) => typed::<LLMEngine>(request.old_object.as_ref(), kind)
             .map(|old| crate::validate::validate_engine_delete(&old, &namespace, lookup)),
         ("LLMModel" | "LLMEngine", _) => Ok(crate::validate::Report::default()),
-        _ if workload_template_path(&request.kind).is_some() => {
+        _ if let Some(path) = workload_template_path(&request.kind) => {
             let verdict = Verdict::Allow {
-                warnings: advise_workload(&request, &namespace, lookup, options),
+                warnings: advise_workload(&request, path, &namespace, lookup, options),
             };
             return Ok(Decision::new(&request, facts, verdict));
         }
@@ -457,13 +457,11 @@ fn workload_template_path(kind: &kube::core::GroupVersionKind) -> Option<&'stati
 /// and what would refuse its pods becomes a warning naming the fix.
 fn advise_workload<L: ModelLookup + ?Sized>(
     request: &AdmissionRequest<DynamicObject>,
+    path: &str,
     namespace: &str,
     lookup: &L,
     options: &InjectOptions,
 ) -> Vec<String> {
-    let Some(path) = workload_template_path(&request.kind) else {
-        return Vec::new();
-    };
     let Some(given) = request.object.as_ref() else {
         return Vec::new();
     };
