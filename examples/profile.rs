@@ -6,17 +6,19 @@
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='profile::measured*'
 //! target/release/examples/profile review 100`: the total / 100 is one call.
 //! Modes: `review` (one whole `/mutate` review of the apiserver 1.36 fixture,
-//! with a different uid each time), `decode` (its typed decode alone),
-//! or a workload file name (`cpu.yaml`, `2x2.yaml`, ...) for `inject_requested`
-//! (`patch:cpu.yaml` for `inject_requested_patch`, the webhook's call).
+//! with a different uid each time, by one injector, as the webhook does),
+//! `review-cold` (the same with a new injector each time: every review
+//! prepares the model and builds its patch, as for the first pod of a
+//! workload), `decode` (its typed decode alone), or a workload file name
+//! (`cpu.yaml`, `2x2.yaml`, ...) for `Injector::inject` with a new injector
+//! each time (`warm:cpu.yaml` with one injector).
 
 use std::hint::black_box;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Pod;
-use llm_injector::inject::inject_requested_patch;
 use llm_injector::manifest::read_documents;
-use llm_injector::{Catalog, InjectOptions, inject_requested};
+use llm_injector::{Catalog, Injector};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,10 +29,10 @@ fn main() {
     let iterations: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(100);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let catalog = Catalog::load(&root.join("examples/catalog"), "default").expect("catalog");
-    let options = InjectOptions::default();
+    let injector = Injector::default();
     let mut sum = 0usize;
     match mode.as_str() {
-        "review" | "decode" => {
+        "review" | "review-cold" | "decode" => {
             let body =
                 std::fs::read(root.join("tests/fixtures/apiserver-1.36/pod-create-named.json"))
                     .expect("fixture");
@@ -50,10 +52,16 @@ fn main() {
                         )
                         .is_ok() as usize
                     } else {
+                        let cold = Injector::default();
+                        let injector = if mode == "review-cold" {
+                            &cold
+                        } else {
+                            &injector
+                        };
                         let decision = llm_injector::server::review::mutate(
                             black_box(body),
                             &catalog,
-                            &options,
+                            injector,
                         )
                         .expect("review");
                         black_box(decision.into_body().expect("encodes")).len()
@@ -62,8 +70,8 @@ fn main() {
             }
         }
         file => {
-            // `patch:cpu.yaml` for the webhook's patch-only injection.
-            let (patch_only, file) = match file.strip_prefix("patch:") {
+            // `warm:cpu.yaml` for one injector for every call.
+            let (warm, file) = match file.strip_prefix("warm:") {
                 Some(file) => (true, file),
                 None => (false, file),
             };
@@ -74,13 +82,11 @@ fn main() {
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             for _ in 0..iterations {
                 sum += measured(|| {
-                    if patch_only {
-                        inject_requested_patch(black_box(&pod), &namespace, &catalog, &options)
-                            .is_ok() as usize
-                    } else {
-                        inject_requested(black_box(&pod), &namespace, &catalog, &options).is_ok()
-                            as usize
-                    }
+                    let cold = Injector::default();
+                    let injector = if warm { &injector } else { &cold };
+                    injector
+                        .inject(black_box(&pod), &namespace, &catalog)
+                        .is_ok() as usize
                 });
             }
         }

@@ -27,5 +27,5 @@ pub mod validate;
 pub mod yaml;
 
 pub use catalog::Catalog;
-pub use inject::{InjectError, InjectOptions, Injected, Outcome, inject, inject_requested};
+pub use inject::{InjectError, InjectOptions, Injector, Outcome};
 pub use lookup::ModelLookup;

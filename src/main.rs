@@ -124,10 +124,10 @@ fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
         .iter()
         .flat_map(SourceFile::source_documents)
         .collect();
-    let options = llm_injector::InjectOptions {
+    let injector = llm_injector::Injector::new(llm_injector::InjectOptions {
         router_image: args.router_image.clone(),
-    };
-    let injection = inject_documents(documents, &args.namespace, &catalog, &options);
+    });
+    let injection = inject_documents(documents, &args.namespace, &catalog, &injector);
     for warning in &injection.warnings {
         eprintln!("warning: {warning}");
     }

@@ -65,9 +65,6 @@ pub struct ServeArgs {
     /// Image of the llm-router sidecar added when parallelism.data > 1.
     #[arg(long, env = "LLM_INJECTOR_ROUTER_IMAGE", default_value = llm_injector::inject::DEFAULT_ROUTER_IMAGE)]
     router_image: String,
-    /// Benchmark baseline only: answer /mutate with this file's bytes, unparsed.
-    #[arg(long, hide = true)]
-    fixed_response: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
@@ -98,10 +95,6 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     config.shutdown_delay = args.shutdown_delay;
     config.drain_timeout = args.drain_timeout;
     config.inject_options.router_image = args.router_image.clone();
-    if let Some(path) = &args.fixed_response {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        config.fixed_response = Some(bytes);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

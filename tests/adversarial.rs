@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use axum::http::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
 use llm_injector::server::{AppState, webhook_router};
-use llm_injector::{Catalog, InjectOptions, MODEL_ANNOTATION, ModelLookup, STATUS_ANNOTATION};
+use llm_injector::{Catalog, MODEL_ANNOTATION, ModelLookup, STATUS_ANNOTATION};
 use serde_json::{Value, json};
 use server_support::{catalog_with, fixture_json, oneshot, patch_of, ready_state};
 
@@ -1463,7 +1463,7 @@ fn injected_object(review: &Value) -> Value {
     let decision = llm_injector::server::review::mutate(
         &serde_json::to_vec(review).unwrap(),
         &catalog(),
-        &InjectOptions::default(),
+        &llm_injector::Injector::default(),
     )
     .expect("decision");
     let answer: Value = serde_json::from_slice(&decision.into_body().unwrap()).unwrap();

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use llm_injector::crd::{LLMEngine, LLMModel};
 use llm_injector::inject::MODEL_MOUNT_PATH;
-use llm_injector::{Catalog, InjectOptions, Outcome, inject_requested};
+use llm_injector::{Catalog, Injector, Outcome};
 
 #[path = "ollama/registry.rs"]
 mod registry;
@@ -153,8 +153,14 @@ fn injected(model: &str, port: u16, extra_env: &[(&str, &str)]) -> Vec<Container
     let mut catalog = Catalog::new();
     catalog.insert_engine(engine);
     catalog.insert_model(llm_model);
-    match inject_requested(&pod, "t", &catalog, &InjectOptions::default()) {
-        Ok(Outcome::Injected(injected)) => injected.object.spec.unwrap().init_containers.unwrap(),
+    match Injector::default().inject(&pod, "t", &catalog) {
+        Ok(Outcome::Injected(injected)) => injected
+            .apply(&pod)
+            .unwrap()
+            .spec
+            .unwrap()
+            .init_containers
+            .unwrap(),
         other => panic!("not injected: {other:?}"),
     }
 }

@@ -1,23 +1,23 @@
-//! The patch of an injection is built from the parts of the pod injection may
-//! change only (`inject::patch_between`); applied to the whole pod it must
-//! make the injected pod, and apart from the env entries put
-//! before a container's own it is exactly the `json_patch::diff` of the whole
-//! pod before and after, both without `metadata.managedFields` (how it was
-//! built before). Checked on every pod and
-//! pod template of the examples, the golden cases and errors, the apiserver
-//! fixtures and a few hand-made edge cases, for both `inject` (the CLI) and
-//! `inject_patch` (the webhook).
+//! The patch of an injection is built from the shape of the pod only
+//! (`inject::shape`) and remembered per shape and model; applied to the whole
+//! pod it must give a pod of the same type, and apart from the env entries
+//! put before a container's own it is exactly the `json_patch::diff` of the
+//! whole pod before and after, both without `metadata.managedFields`.
+//! The patch of one injector for every object (which remembers models and
+//! shapes across them) must be the one made afresh for each. Checked on every
+//! pod and pod template of the examples, the golden cases and errors, the
+//! apiserver fixtures and a few hand-made edge cases.
 
 mod server_support;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use llm_injector::inject::{PodLike, inject, inject_patch};
+use llm_injector::inject::{Injector, Outcome, PodLike, inject};
 use llm_injector::manifest::{pod_template_path, read_documents};
-use llm_injector::{Catalog, InjectOptions, ModelLookup, STATUS_ANNOTATION};
+use llm_injector::{Catalog, InjectOptions, ModelLookup};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 fn root() -> &'static Path {
@@ -26,6 +26,12 @@ fn root() -> &'static Path {
 
 fn catalog() -> Catalog {
     server_support::golden_catalog()
+}
+
+/// One injector for every check of a test binary.
+fn shared_injector() -> &'static Injector {
+    static INJECTOR: OnceLock<Injector> = OnceLock::new();
+    INJECTOR.get_or_init(Injector::default)
 }
 
 /// The whole object as JSON without `metadata.managedFields`.
@@ -37,9 +43,26 @@ fn full_json(value: &impl Serialize) -> Value {
     json
 }
 
+/// The containers' env lists of a pod's JSON, taken out of it.
+fn take_env(object: &mut Value) -> Vec<Vec<Value>> {
+    let Some(containers) = object
+        .pointer_mut("/spec/containers")
+        .and_then(Value::as_array_mut)
+    else {
+        return Vec::new();
+    };
+    containers
+        .iter_mut()
+        .map(|c| match c.as_object_mut().and_then(|m| m.remove("env")) {
+            Some(Value::Array(env)) => env,
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
 /// Injects `object` (JSON of a Pod or PodTemplateSpec) if its annotation names a
 /// model of the catalog; returns whether it did. Panics on a patch mismatch.
-fn check<P: PodLike + DeserializeOwned>(origin: &str, object: &Value, catalog: &Catalog) -> bool {
+fn check<P: PodLike>(origin: &str, object: &Value, catalog: &Catalog) -> bool {
     let Ok(typed) = serde_json::from_value::<P>(object.clone()) else {
         return false;
     };
@@ -63,71 +86,70 @@ fn check<P: PodLike + DeserializeOwned>(origin: &str, object: &Value, catalog: &
     let Some(engine) = catalog.engine(&namespace, &model.spec.engine_ref.name) else {
         return false;
     };
-    let options = InjectOptions::default();
-    let (injected, patched) = match (
-        inject(&typed, &model, &engine, &options),
-        inject_patch(&typed, &model, &engine, &options),
+    let (fresh, shared) = match (
+        inject(&typed, &model, &engine, &InjectOptions::default()),
+        shared_injector().inject(&typed, &namespace, catalog),
     ) {
-        (Ok(injected), Ok(patched)) => (injected, patched),
+        (Ok(fresh), Ok(Outcome::Injected(shared))) => (fresh, shared),
         (Err(a), Err(b)) => {
             assert_eq!(a.to_string(), b.to_string(), "{origin}: errors differ");
             eprintln!("{origin}: not injected: {a}");
             return false;
         }
         (a, b) => panic!(
-            "{origin}: inject and inject_patch disagree: {:?} / {:?}",
+            "{origin}: a fresh and the shared injection disagree: {:?} / {:?}",
             a.err(),
-            b.err()
+            b
         ),
     };
-    let (before, after) = (full_json(&typed), full_json(&injected.object));
-    let mut applied = before.clone();
-    json_patch::patch(&mut applied, &injected.patch)
+    assert_eq!(
+        shared.patch.operations(),
+        fresh.patch.operations(),
+        "{origin}: the shared injector's patch"
+    );
+    assert_eq!(shared.warnings, fresh.warnings, "{origin}: warnings");
+    assert_eq!(shared.status, fresh.status, "{origin}: status");
+
+    let before = full_json(&typed);
+    let mut after = before.clone();
+    json_patch::patch(&mut after, shared.patch.operations())
         .unwrap_or_else(|e| panic!("{origin}: the patch does not apply: {e}"));
+    let typed_after = shared
+        .apply(&typed)
+        .unwrap_or_else(|e| panic!("{origin}: the injected object does not decode: {e}"));
     assert_eq!(
-        applied, after,
-        "{origin}: the patch makes the injected object"
+        full_json(&typed_after),
+        after,
+        "{origin}: the injected object keeps every field through its type"
     );
-    assert_eq!(
-        patched.patch, injected.patch,
-        "{origin}: inject_patch's patch"
-    );
-    // Apart from the env entries put before a container's own (each an
-    // `add` at its index, where a diff would replace the shifted entries),
-    // the patch is the diff of the whole objects.
-    let mut without_env = before.clone();
-    let mut after_without_env = after.clone();
-    for object in [&mut without_env, &mut after_without_env] {
-        if let Some(containers) = object
-            .pointer_mut("/spec/containers")
-            .and_then(Value::as_array_mut)
-        {
-            for container in containers {
-                if let Some(map) = container.as_object_mut() {
-                    map.remove("env");
-                }
-            }
-        }
-    }
-    let expected = json_patch::diff(&without_env, &after_without_env);
-    let not_env: Vec<_> = injected
-        .patch
-        .0
-        .iter()
-        .filter(|op| !op.path().to_string().contains("/env"))
-        .cloned()
-        .collect();
-    assert_eq!(not_env, expected.0, "{origin}: inject's patch beyond env");
-    assert_eq!(patched.status, injected.status, "{origin}: status");
-    // The object keeps its managedFields.
     assert_eq!(
         typed.pod_metadata().and_then(|m| m.managed_fields.clone()),
-        injected
-            .object
+        typed_after
             .pod_metadata()
             .and_then(|m| m.managed_fields.clone()),
         "{origin}: managedFields"
     );
+    // Apart from the env entries put before a container's own (each an
+    // `add` at its index, where a diff would replace the shifted entries),
+    // the patch is the diff of the whole objects.
+    let (mut without_env, mut after_without_env) = (before.clone(), after.clone());
+    let (old_env, new_env) = (take_env(&mut without_env), take_env(&mut after_without_env));
+    let expected = json_patch::diff(&without_env, &after_without_env);
+    let not_env: Vec<_> = shared
+        .patch
+        .operations()
+        .iter()
+        .filter(|op| !op.path().to_string().contains("/env"))
+        .cloned()
+        .collect();
+    assert_eq!(not_env, expected.0, "{origin}: the patch beyond env");
+    // Env entries are only ever put first: the user's follow, unchanged.
+    for (index, (old, new)) in old_env.iter().zip(&new_env).enumerate() {
+        assert!(
+            new.ends_with(old),
+            "{origin}: container {index} keeps its env after the injected entries"
+        );
+    }
     true
 }
 
@@ -263,11 +285,6 @@ fn patch_is_the_diff_of_the_whole_objects_on_edge_cases() {
                 "initContainers": [container("setup", None), container("other", None)],
                 "volumes": [{"name": "data", "emptyDir": {}}],
                 "resourceClaims": [{"name": "other", "resourceClaimName": "c"}]}}),
-        // An already injected status annotation is replaced by `inject`.
-        json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "namespace": "team-a",
-                "annotations": annotations(&[(STATUS_ANNOTATION, "{}")])},
-            "spec": {"containers": [container("app", None)]}}),
     ];
     for (i, pod) in pods.iter().enumerate() {
         assert!(

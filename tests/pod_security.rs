@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, PodSpec, SecurityContext};
 use llm_injector::crd::{LLMEngine, LLMModel};
-use llm_injector::{Catalog, InjectOptions, ModelLookup, Outcome, inject_requested};
+use llm_injector::{Catalog, Injector, ModelLookup, Outcome};
 
 const INJECTED: [&str; 2] = ["llm-pull", "llm-"];
 
@@ -232,8 +232,8 @@ fn pod(namespace: &str, model: &str, security: Option<PodSecurityContext>) -> Po
 
 fn inject(pod: &Pod, catalog: &Catalog) -> PodSpec {
     let namespace = pod.metadata.namespace.clone().unwrap();
-    match inject_requested(pod, &namespace, catalog, &InjectOptions::default()) {
-        Ok(Outcome::Injected(injected)) => injected.object.spec.unwrap(),
+    match Injector::default().inject(pod, &namespace, catalog) {
+        Ok(Outcome::Injected(injected)) => injected.apply(pod).unwrap().spec.unwrap(),
         other => panic!("not injected: {other:?}"),
     }
 }

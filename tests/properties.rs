@@ -14,7 +14,7 @@ use llm_injector::crd::{
     LLMModelSpec, Parallelism, Serving, Vendor,
 };
 use llm_injector::{
-    Catalog, InjectOptions, MODEL_ANNOTATION, Outcome, STATUS_ANNOTATION, inject_requested,
+    Catalog, InjectOptions, Injector, MODEL_ANNOTATION, ModelLookup, Outcome, STATUS_ANNOTATION,
 };
 use proptest::prelude::*;
 
@@ -262,8 +262,10 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         })
 }
 
-fn json(value: &impl serde::Serialize) -> serde_json::Value {
-    serde_json::to_value(value).expect("serialise")
+/// The injector every case uses (see `injection_invariants`).
+fn shared_injector() -> &'static Injector {
+    static INJECTOR: std::sync::OnceLock<Injector> = std::sync::OnceLock::new();
+    INJECTOR.get_or_init(Injector::default)
 }
 
 proptest! {
@@ -273,29 +275,37 @@ proptest! {
     fn injection_invariants(pod in pod(), catalog in catalog()) {
         let namespace = pod.metadata.namespace.clone().unwrap();
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-        let result = inject_requested(&pod, &namespace, &catalog, &InjectOptions::default());
+        // One injector for every case: what it remembers of earlier cases'
+        // catalogs must never leak into this one's patch.
+        let injector = shared_injector();
+        let result = injector.inject(&pod, &namespace, &catalog);
         match result {
             Ok(Outcome::NotRequested) => prop_assert!(!annotations.contains_key(MODEL_ANNOTATION)),
             Ok(Outcome::AlreadyInjected) => prop_assert!(annotations.contains_key(STATUS_ANNOTATION)),
             Ok(Outcome::Injected(injected)) => {
                 prop_assert!(annotations.contains_key(MODEL_ANNOTATION));
-                // The patch turns the input into the output ...
-                let mut patched = json(&pod);
-                json_patch::patch(&mut patched, &injected.patch).expect("patch applies");
-                prop_assert_eq!(&patched, &json(&injected.object));
+                // The patch applies, and is the one made afresh for this pod
+                // (the injector's memory of models and pod shapes changes nothing) ...
+                let injected_pod = injected.apply(&pod).expect("patch applies");
+                let model = catalog.model(&namespace, &annotations[MODEL_ANNOTATION]).unwrap();
+                let engine = catalog.engine(&namespace, &model.spec.engine_ref.name).unwrap();
+                let fresh = llm_injector::inject::inject(&pod, &model, &engine, &InjectOptions::default())
+                    .expect("injects afresh too");
+                prop_assert_eq!(fresh.patch.operations(), injected.patch.operations());
+                prop_assert_eq!(&fresh.warnings, &injected.warnings);
                 // ... and only ever adds: nothing of the user's is replaced or removed.
-                for op in injected.patch.iter() {
+                for op in injected.patch.operations().iter() {
                     prop_assert!(matches!(op, json_patch::PatchOperation::Add(_)), "not an add: {:?}", op);
                 }
                 // User containers keep their env entries, in order, after the injected ones.
-                let after = injected.object.spec.as_ref().unwrap();
+                let after = injected_pod.spec.as_ref().unwrap();
                 for (before, after) in pod.spec.as_ref().unwrap().containers.iter().zip(&after.containers) {
                     let old = before.env.clone().unwrap_or_default();
                     let new = after.env.clone().unwrap_or_default();
                     prop_assert_eq!(&new[new.len() - old.len()..], &old[..]);
                 }
                 // Injecting again changes nothing.
-                let again = inject_requested(&injected.object, &namespace, &catalog, &InjectOptions::default());
+                let again = injector.inject(&injected_pod, &namespace, &catalog);
                 prop_assert!(matches!(again, Ok(Outcome::AlreadyInjected)));
                 // GPU containers never get NVIDIA_VISIBLE_DEVICES; AMD engines never get CUDA_*.
                 for c in after.init_containers.iter().flatten().filter(|c| c.name.starts_with("llm-engine-")) {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::http::StatusCode;
 use llm_injector::manifest::{SourceDocument, inject_documents};
 use llm_injector::server::{AppState, admin_router, webhook_router};
-use llm_injector::{Catalog, InjectOptions};
+use llm_injector::{Catalog, Injector};
 use serde_json::{Value, json};
 use server_support::{fixture, fixture_json, oneshot, patch_of, ready_state, root};
 
@@ -39,7 +39,7 @@ fn cli_pod(object: &Value, namespace: &str) -> Value {
         item: None,
         value: object.clone(),
     };
-    let out = inject_documents(vec![doc], namespace, &catalog, &InjectOptions::default());
+    let out = inject_documents(vec![doc], namespace, &catalog, &Injector::default());
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     out.documents[0].clone()
 }

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use llm_injector::crd::{LLMEngine, LLMModel};
-use llm_injector::{Catalog, InjectOptions, Outcome, inject_requested};
+use llm_injector::{Catalog, Injector, Outcome};
 use serde_json::{Value, json};
 
 fn inject(engine: Value, model: Value, spec: Value) -> (PodSpec, Vec<String>) {
@@ -28,8 +28,8 @@ fn inject(engine: Value, model: Value, spec: Value) -> (PodSpec, Vec<String>) {
     let mut catalog = Catalog::new();
     catalog.insert_engine(engine);
     catalog.insert_model(model);
-    match inject_requested(&pod, "t", &catalog, &InjectOptions::default()) {
-        Ok(Outcome::Injected(i)) => (i.object.spec.unwrap(), i.warnings),
+    match Injector::default().inject(&pod, "t", &catalog) {
+        Ok(Outcome::Injected(i)) => (i.apply(&pod).unwrap().spec.unwrap(), i.warnings),
         other => panic!("not injected: {other:?}"),
     }
 }

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use llm_injector::inject::{InjectionStatus, PodLike};
 use llm_injector::server::review::{self, BadReview, Decision, REVIEW_API_VERSION, Verdict};
 use llm_injector::{
-    Catalog, InjectOptions, MODEL_ANNOTATION, Outcome, STATUS_ANNOTATION, inject_requested,
+    Catalog, InjectOptions, Injector, MODEL_ANNOTATION, ModelLookup, Outcome, STATUS_ANNOTATION,
 };
 use serde_json::{Value, json};
 
@@ -47,9 +47,23 @@ pub fn catalog() -> &'static Catalog {
     })
 }
 
-fn options() -> &'static InjectOptions {
-    static OPTIONS: OnceLock<InjectOptions> = OnceLock::new();
-    OPTIONS.get_or_init(InjectOptions::default)
+/// The one injector of every check, as the webhook has one: what it
+/// remembers must never change an answer.
+fn injector() -> &'static Injector {
+    static INJECTOR: OnceLock<Injector> = OnceLock::new();
+    INJECTOR.get_or_init(Injector::default)
+}
+
+/// `object` injected by a new injector with nothing remembered.
+fn fresh_injection<P: PodLike>(
+    object: &P,
+    namespace: &str,
+) -> Option<llm_injector::inject::Injection> {
+    let meta = object.pod_metadata()?;
+    let name = meta.annotations.as_ref()?.get(MODEL_ANNOTATION)?;
+    let model = catalog().model(namespace, name)?;
+    let engine = catalog().engine(namespace, &model.spec.engine_ref.name)?;
+    llm_injector::inject::inject(object, &model, &engine, &InjectOptions::default()).ok()
 }
 
 /// The captured review of a named, annotated pod (the base of [`check_inject`]).
@@ -145,7 +159,7 @@ fn check_response(out: &[u8], uid: &str, verdict: &Verdict) -> Value {
         Verdict::Patch { patch, warnings } => {
             assert!(allowed, "{review}");
             check_warnings(&response, warnings);
-            if patch.is_empty() {
+            if patch.operations().is_empty() {
                 assert!(response.get("patch").is_none(), "{review}");
             } else {
                 assert_eq!(response["patchType"], "JSONPatch", "{review}");
@@ -157,7 +171,7 @@ fn check_response(out: &[u8], uid: &str, verdict: &Verdict) -> Value {
                     .unwrap_or_else(|e| panic!("patch is not base64 ({e}): {review}"));
                 let sent: json_patch::Patch = serde_json::from_slice(&bytes)
                     .unwrap_or_else(|e| panic!("patch is not a JSON Patch ({e}): {review}"));
-                assert_eq!(&sent, patch, "{review}");
+                assert_eq!(&sent, patch.operations(), "{review}");
             }
         }
         Verdict::Deny { message } => {
@@ -194,7 +208,8 @@ fn review_namespace(request: &Value) -> String {
 ///
 /// Returns what was decided: `bad` (a 400), `allowed`, `patched` or `denied`.
 pub fn check_mutate(body: &[u8]) -> &'static str {
-    let Some((request, verdict)) = decided(body, review::mutate(body, catalog(), options())) else {
+    let Some((request, verdict)) = decided(body, review::mutate(body, catalog(), injector()))
+    else {
         return "bad";
     };
     let outcome = verdict.outcome();
@@ -205,23 +220,23 @@ pub fn check_mutate(body: &[u8]) -> &'static str {
     assert_eq!(request["operation"], "CREATE", "{request}");
     let object = &request["object"];
     let mut patched = object.clone();
-    json_patch::patch(&mut patched, &patch).unwrap_or_else(|e| {
+    json_patch::patch(&mut patched, patch.operations()).unwrap_or_else(|e| {
         panic!(
             "the patch does not apply to the request's object: {e}\npatch: {}\nobject: {object}",
-            json!(patch)
+            json!(patch.operations())
         )
     });
-    // The apiserver's result is the pod injection computed.
+    // The apiserver's result is the pod a fresh injection of it gives.
     let pod: Pod = serde_json::from_value(object.clone()).expect("a patched object is a Pod");
     let namespace = review_namespace(&request);
-    let Ok(Outcome::Injected(injected)) = inject_requested(&pod, &namespace, catalog(), options())
-    else {
+    let Some(fresh) = fresh_injection(&pod, &namespace) else {
         panic!("patched, but injecting the pod alone does not inject it");
     };
     let result: Pod = serde_json::from_value(patched.clone())
         .unwrap_or_else(|e| panic!("the patched object is not a Pod ({e}): {patched}"));
     assert_eq!(
-        result, injected.object,
+        result,
+        fresh.apply(&pod).expect("the fresh patch applies"),
         "the patched object is not the injected pod"
     );
     // Reviewing the injected pod again changes nothing.
@@ -232,7 +247,7 @@ pub fn check_mutate(body: &[u8]) -> &'static str {
     });
     again["request"]["object"] = patched;
     let again = serde_json::to_vec(&again).expect("JSON");
-    let decision = review::mutate(&again, catalog(), options())
+    let decision = review::mutate(&again, catalog(), injector())
         .unwrap_or_else(|e| panic!("the injected pod's review is refused: {e}"));
     assert!(
         matches!(decision.verdict, Verdict::Allow { .. }),
@@ -247,7 +262,7 @@ pub fn check_mutate(body: &[u8]) -> &'static str {
 ///
 /// Returns what was decided: `bad` (a 400), `allowed` or `denied`.
 pub fn check_validate(body: &[u8]) -> &'static str {
-    let Some((request, verdict)) = decided(body, review::validate(body, catalog(), options()))
+    let Some((request, verdict)) = decided(body, review::validate(body, catalog(), injector()))
     else {
         return "bad";
     };
@@ -543,7 +558,7 @@ fn check_injected<P>(object: &P, raw: &Value, namespace: &str)
 where
     P: PodLike + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
-    let injected = match inject_requested(object, namespace, catalog(), options()) {
+    let injected = match injector().inject(object, namespace, catalog()) {
         Err(error) => {
             assert!(!error.to_string().is_empty());
             return;
@@ -551,7 +566,14 @@ where
         Ok(Outcome::NotRequested | Outcome::AlreadyInjected) => return,
         Ok(Outcome::Injected(injected)) => injected,
     };
-    let after = serde_json::to_value(&injected.object).expect("JSON");
+    let fresh = fresh_injection(object, namespace).expect("a fresh injection injects too");
+    assert_eq!(
+        injected.patch.operations(),
+        fresh.patch.operations(),
+        "the remembered patch is not the fresh one"
+    );
+    let injected_object = injected.apply(object).expect("the patch applies");
+    let after = serde_json::to_value(&injected_object).expect("JSON");
     for (what, before) in [
         (
             "the typed object",
@@ -560,10 +582,10 @@ where
         ("the raw object", raw.clone()),
     ] {
         let mut patched = before.clone();
-        json_patch::patch(&mut patched, &injected.patch).unwrap_or_else(|e| {
+        json_patch::patch(&mut patched, injected.patch.operations()).unwrap_or_else(|e| {
             panic!(
                 "the patch does not apply to {what}: {e}\npatch: {}\nobject: {before}",
-                json!(injected.patch)
+                json!(injected.patch.operations())
             )
         });
         let patched: P = serde_json::from_value(patched)
@@ -574,15 +596,14 @@ where
             "{what}, patched, is not the injected object"
         );
     }
-    let status = injected
-        .object
+    let status = injected_object
         .pod_metadata()
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(STATUS_ANNOTATION))
         .expect("an injected object carries the status annotation");
     let status: InjectionStatus = serde_json::from_str(status).expect("the status is JSON");
-    assert_eq!(status, injected.status);
-    match inject_requested(&injected.object, namespace, catalog(), options()) {
+    assert_eq!(status, *injected.status);
+    match injector().inject(&injected_object, namespace, catalog()) {
         Ok(Outcome::AlreadyInjected) => {}
         other => panic!("injecting the injected object again is not a no-op: {other:?}"),
     }

@@ -101,7 +101,7 @@ fn store_env(plan: &Plan, port: i32) -> Vec<EnvVar> {
         // and the root filesystem is read-only.
         env("TMPDIR", format!("{MODEL_MOUNT_PATH}/tmp")),
         env("OLLAMA_NOPRUNE", "1"),
-        env("LLM_MODEL", plan.ollama_model),
+        env("LLM_MODEL", plan.ollama_model.as_str()),
     ]
 }
 
@@ -162,7 +162,7 @@ pub fn pull_container(plan: &Plan) -> Container {
 /// The native sidecar `llm-engine-<instance>`.
 pub fn engine_container(plan: &Plan, instance: i32) -> Container {
     let mut env_vars = store_env(plan, plan.instance_port(instance));
-    env_vars.push(env("OLLAMA_KEEP_ALIVE", plan.keep_alive));
+    env_vars.push(env("OLLAMA_KEEP_ALIVE", plan.keep_alive.as_str()));
     if let Some(n) = plan.context_length {
         env_vars.push(env("OLLAMA_CONTEXT_LENGTH", n.to_string()));
     }
@@ -176,7 +176,7 @@ pub fn engine_container(plan: &Plan, instance: i32) -> Container {
         // Spread the layers over all GPUs of the instance (model parallelism).
         env_vars.push(env("OLLAMA_SCHED_SPREAD", "1"));
     }
-    if let Some(devices) = plan.devices {
+    if let Some(devices) = &plan.devices {
         let name = match plan.vendor {
             Vendor::Amd => Some("ROCR_VISIBLE_DEVICES"),
             Vendor::Nvidia => Some("CUDA_VISIBLE_DEVICES"),
@@ -326,7 +326,7 @@ fn engine_resources(plan: &Plan, instance: i32) -> Option<ResourceRequirements> 
             .entry("ephemeral-storage".to_owned())
             .or_insert_with(|| size.clone());
     }
-    match (plan.allocation, plan.resource_name) {
+    match (plan.allocation, plan.resource_name.as_deref()) {
         (Allocation::Dra, _) => {
             resources
                 .claims
@@ -350,7 +350,7 @@ fn engine_resources(plan: &Plan, instance: i32) -> Option<ResourceRequirements> 
 
 /// The pod-level DRA claim of one instance.
 pub fn pod_claim(plan: &Plan, instance: i32) -> Option<PodResourceClaim> {
-    let template = plan.claim_template?;
+    let template = plan.claim_template.as_deref()?;
     Some(PodResourceClaim {
         name: claim_name(instance),
         resource_claim_template_name: Some(template.to_owned()),

@@ -1,28 +1,65 @@
 //! The pure injection core, shared by the webhook and `llm-injector inject`.
 //!
-//! [`inject`] turns a typed pod or pod template, an `LLMModel` and its
-//! `LLMEngine` into the injected object and the RFC 6902 patch between the
-//! two (`json_patch::diff` of both serialised from the same typed value, or
-//! rather of the parts injection may change: see `touched_json`).
-//! [`inject_requested`] adds the opt-in and lookup steps around it;
-//! [`inject_requested_patch`] is the same without the injected object, for
-//! the webhook, which only answers the patch. Nothing here touches HTTP, TLS,
-//! a client or a clock.
+//! An [`Injector`] answers, for a typed pod or pod template, whether it asks
+//! for an LLMModel and, if it does, the RFC 6902 patch that injects it
+//! ([`Outcome`]); callers that want the injected object apply the patch
+//! ([`Injection::apply`]), as Istio's `kube-inject` does. What a model adds
+//! is built once per (model, engine, options) and the patch once per
+//! [`shape`] of pod, so the pods of one workload cost a lookup each. Nothing
+//! here touches HTTP, TLS, a client or a clock.
+//!
+//! ```
+//! use llm_injector::inject::{Injector, Outcome};
+//! use llm_injector::Catalog;
+//! use llm_injector::yaml::read_documents;
+//! use k8s_openapi::api::core::v1::Pod;
+//!
+//! let yaml = r#"
+//! apiVersion: llm.injector.dev/v1alpha1
+//! kind: LLMEngine
+//! metadata: {name: ollama-cpu}
+//! spec: {runtime: Ollama, accelerator: {vendor: None}}
+//! ---
+//! apiVersion: llm.injector.dev/v1alpha1
+//! kind: LLMModel
+//! metadata: {name: qwen}
+//! spec: {engineRef: {name: ollama-cpu}, model: "qwen3:0.6b"}
+//! "#;
+//! let mut catalog = Catalog::new();
+//! catalog.add_documents(&read_documents("catalog.yaml", yaml).unwrap(), "default").unwrap();
+//! let pod: Pod = serde_json::from_value(serde_json::json!({
+//!     "metadata": {"name": "chat", "annotations": {"llm.injector.dev/model": "qwen"}},
+//!     "spec": {"containers": [{"name": "app", "image": "chat:1"}]},
+//! })).unwrap();
+//!
+//! let injector = Injector::default();
+//! let Outcome::Injected(injection) = injector.inject(&pod, "default", &catalog).unwrap() else {
+//!     panic!("the pod asks for qwen");
+//! };
+//! let injected = injection.apply(&pod).unwrap();
+//! let init = injected.spec.unwrap().init_containers.unwrap();
+//! assert_eq!(init[0].name, "llm-pull");
+//! assert_eq!(init[1].name, "llm-engine-0");
+//! assert_eq!(injection.status.endpoint, "http://127.0.0.1:11434");
+//! ```
 
 mod containers;
-mod diff;
 mod error;
 mod options;
 mod plan;
+mod prepared;
+mod shape;
 mod typos;
 mod user;
 pub(crate) mod workload;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{EnvVar, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use std::sync::Arc;
 
 pub use crate::layout::{
     CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_UID, INJECTED_VOLUMES, MODEL_MOUNT_PATH,
@@ -33,6 +70,7 @@ pub use containers::{LOADED_CHECK, restricted_security_context};
 pub use error::InjectError;
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
 pub use plan::{ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES, Plan, complete_resources};
+pub use prepared::PodPatch;
 pub use typos::opt_in_mistakes;
 pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
 
@@ -40,38 +78,15 @@ use crate::crd::{LLMEngine, LLMModel};
 use crate::lookup::ModelLookup;
 use crate::validate::is_dns_subdomain;
 use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
+use prepared::Prepared;
+use shape::PodShape;
 
 /// A Kubernetes object that holds a pod: a `Pod` or a `PodTemplateSpec`.
-pub trait PodLike: Serialize + Clone {
+pub trait PodLike: Serialize + DeserializeOwned {
     /// The pod's metadata, where the opt-in annotation is read.
     fn pod_metadata(&self) -> Option<&ObjectMeta>;
     /// The pod's spec, if it has one.
     fn pod_spec(&self) -> Option<&PodSpec>;
-    /// Metadata and spec to mutate; metadata is created when absent.
-    fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError>;
-    /// A copy without `metadata.managedFields`, which injection never changes
-    /// (and which can be the largest part of a pod).
-    fn clone_without_managed_fields(&self) -> Self;
-}
-
-fn meta_without_managed_fields(meta: &ObjectMeta) -> ObjectMeta {
-    ObjectMeta {
-        annotations: meta.annotations.clone(),
-        creation_timestamp: meta.creation_timestamp.clone(),
-        deletion_grace_period_seconds: meta.deletion_grace_period_seconds,
-        deletion_timestamp: meta.deletion_timestamp.clone(),
-        finalizers: meta.finalizers.clone(),
-        generate_name: meta.generate_name.clone(),
-        generation: meta.generation,
-        labels: meta.labels.clone(),
-        managed_fields: None,
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        owner_references: meta.owner_references.clone(),
-        resource_version: meta.resource_version.clone(),
-        self_link: meta.self_link.clone(),
-        uid: meta.uid.clone(),
-    }
 }
 
 impl PodLike for Pod {
@@ -81,17 +96,6 @@ impl PodLike for Pod {
     fn pod_spec(&self) -> Option<&PodSpec> {
         self.spec.as_ref()
     }
-    fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError> {
-        let spec = self.spec.as_mut().ok_or(InjectError::NoPodSpec)?;
-        Ok((&mut self.metadata, spec))
-    }
-    fn clone_without_managed_fields(&self) -> Self {
-        Pod {
-            metadata: meta_without_managed_fields(&self.metadata),
-            spec: self.spec.clone(),
-            status: self.status.clone(),
-        }
-    }
 }
 
 impl PodLike for PodTemplateSpec {
@@ -100,16 +104,6 @@ impl PodLike for PodTemplateSpec {
     }
     fn pod_spec(&self) -> Option<&PodSpec> {
         self.spec.as_ref()
-    }
-    fn parts_mut(&mut self) -> Result<(&mut ObjectMeta, &mut PodSpec), InjectError> {
-        let spec = self.spec.as_mut().ok_or(InjectError::NoPodSpec)?;
-        Ok((self.metadata.get_or_insert_with(ObjectMeta::default), spec))
-    }
-    fn clone_without_managed_fields(&self) -> Self {
-        PodTemplateSpec {
-            metadata: self.metadata.as_ref().map(meta_without_managed_fields),
-            spec: self.spec.clone(),
-        }
     }
 }
 
@@ -169,8 +163,8 @@ pub fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError>
 
 /// What the user should know about a pod that is injected as `plan` says
 /// and will run, for admission warnings and the CLI's stderr. `spec` is the
-/// pod as it came.
-fn injection_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
+/// pod as it came; user containers get `user_env`.
+fn injection_warnings(spec: &PodSpec, plan: &Plan, user_env: &[EnvVar]) -> Vec<String> {
     let mut warnings = Vec::new();
     if spec.host_network == Some(true) {
         warnings.push(format!(
@@ -180,7 +174,7 @@ fn injection_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
         ));
     }
     warnings.extend(user::endpoint_warnings(spec, plan));
-    warnings.extend(user::env_from_warnings(spec, plan));
+    warnings.extend(user::env_from_warnings(spec, plan, user_env));
     let defaulted = plan.security_context == containers::restricted_security_context();
     let pod_security = spec.security_context.as_ref();
     if defaulted
@@ -263,380 +257,201 @@ pub struct InjectionStatus {
     pub endpoint: String,
 }
 
-/// An injected object and the JSON Patch that turns the input into it.
+/// An injection: the patch and what it adds.
 #[derive(Debug, Clone)]
-pub struct Injected<P> {
-    pub object: P,
-    pub patch: json_patch::Patch,
-    pub status: InjectionStatus,
+pub struct Injection {
+    /// The JSON Patch that injects the pod (shared by every pod of its shape).
+    pub patch: Arc<PodPatch>,
+    /// What the patch adds, as the status annotation says.
+    pub status: Arc<InjectionStatus>,
     /// What the user should know (admission warnings, the CLI's stderr).
     pub warnings: Vec<String>,
 }
 
-/// The JSON Patch of an injection without the injected object: what the
-/// webhook answers.
-#[derive(Debug, Clone)]
-pub struct Patched {
-    pub patch: json_patch::Patch,
-    pub status: InjectionStatus,
-    /// What the user should know (admission warnings).
-    pub warnings: Vec<String>,
+impl Injection {
+    /// `obj` with the patch applied: the injected pod.
+    pub fn apply<P: PodLike>(&self, obj: &P) -> Result<P, InjectError> {
+        let mut json =
+            serde_json::to_value(obj).map_err(|e| InjectError::Serialize(e.to_string()))?;
+        self.apply_json(&mut json)?;
+        serde_json::from_value(json).map_err(|e| InjectError::Serialize(e.to_string()))
+    }
+
+    /// Applies the patch to the pod's JSON as written, so fields the typed
+    /// API does not know survive.
+    pub fn apply_json(&self, json: &mut serde_json::Value) -> Result<(), InjectError> {
+        json_patch::patch(json, self.patch.operations())
+            .map_err(|e| InjectError::Serialize(format!("the patch does not apply: {e}")))
+    }
 }
 
-/// The result of [`inject_requested_patch`].
+/// What [`Injector::inject`] decided.
 #[derive(Debug, Clone)]
-pub enum PatchOutcome {
-    /// The pod did not ask for injection; it must be left untouched.
+pub enum Outcome {
+    /// No `llm.injector.dev/model` annotation: the pod must be left untouched.
     NotRequested,
-    /// The pod is already injected; nothing changes.
+    /// The pod already carries `llm.injector.dev/status`: nothing changes.
     AlreadyInjected,
     /// The pod is to be injected with this patch.
-    Patched(Box<Patched>),
+    Injected(Injection),
 }
 
-/// The result of [`inject_requested`].
-#[derive(Debug, Clone)]
-pub enum Outcome<P> {
-    /// The pod did not ask for injection; it must be left untouched.
-    NotRequested,
-    /// The pod is already injected; nothing changes.
-    AlreadyInjected,
-    /// The pod was injected.
-    Injected(Box<Injected<P>>),
+/// How many (namespace, model) pairs an [`Injector`] remembers the prepared
+/// injection of; past that they are forgotten and built again.
+const MODELS_REMEMBERED: usize = 1024;
+
+/// The one entry point of injection: the deployment's options, and what each
+/// model adds, built once per version of the model and its engine.
+#[derive(Debug, Default)]
+pub struct Injector {
+    options: InjectOptions,
+    prepared: Mutex<HashMap<(String, String), PreparedEntry>>,
 }
 
-/// Injects `obj` when its annotation asks for it, looking the model and its
-/// engine up in `namespace`.
-pub fn inject_requested<P: PodLike, L: ModelLookup + ?Sized>(
-    obj: &P,
-    namespace: &str,
-    lookup: &L,
-    options: &InjectOptions,
-) -> Result<Outcome<P>, InjectError> {
-    match resolve(obj, namespace, lookup)? {
-        Resolved::NotRequested => Ok(Outcome::NotRequested),
-        Resolved::AlreadyInjected => Ok(Outcome::AlreadyInjected),
-        Resolved::Model(model, engine) => {
-            inject(obj, &model, &engine, options).map(|i| Outcome::Injected(Box::new(i)))
+/// A prepared injection and the objects it was made from. Holding the
+/// objects keeps their addresses from being reused, so a pointer compare
+/// tells whether the lookup still returns those versions.
+#[derive(Debug)]
+struct PreparedEntry {
+    model: Arc<LLMModel>,
+    engine: Arc<LLMEngine>,
+    prepared: Arc<Prepared>,
+}
+
+impl Injector {
+    /// An injector with these options.
+    pub fn new(options: InjectOptions) -> Self {
+        Injector {
+            options,
+            prepared: Mutex::default(),
         }
     }
-}
 
-/// [`inject_requested`] without the injected object: the same checks, errors
-/// and patch, for callers that only need the patch (the webhook).
-pub fn inject_requested_patch<P: PodLike, L: ModelLookup + ?Sized>(
-    obj: &P,
-    namespace: &str,
-    lookup: &L,
-    options: &InjectOptions,
-) -> Result<PatchOutcome, InjectError> {
-    match resolve(obj, namespace, lookup)? {
-        Resolved::NotRequested => Ok(PatchOutcome::NotRequested),
-        Resolved::AlreadyInjected => Ok(PatchOutcome::AlreadyInjected),
-        Resolved::Model(model, engine) => {
-            inject_patch(obj, &model, &engine, options).map(|p| PatchOutcome::Patched(Box::new(p)))
-        }
+    /// The options it injects with.
+    pub fn options(&self) -> &InjectOptions {
+        &self.options
     }
-}
 
-/// What the annotations of a pod ask for, with the model and engine looked up.
-enum Resolved {
-    NotRequested,
-    AlreadyInjected,
-    Model(Arc<LLMModel>, Arc<LLMEngine>),
-}
-
-fn resolve<P: PodLike, L: ModelLookup + ?Sized>(
-    obj: &P,
-    namespace: &str,
-    lookup: &L,
-) -> Result<Resolved, InjectError> {
-    let name = match requested_model(obj.pod_metadata()) {
-        Request::NotRequested => return Ok(Resolved::NotRequested),
-        Request::AlreadyInjected => return Ok(Resolved::AlreadyInjected),
-        Request::Model(name) => name,
-    };
-    check_model_name(name, namespace)?;
-    let model = lookup
-        .model(namespace, name)
-        .ok_or_else(|| InjectError::UnknownModel {
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-            available: lookup.model_names(namespace),
-        })?;
-    let engine_name = &model.spec.engine_ref.name;
-    let engine =
-        lookup
-            .engine(namespace, engine_name)
-            .ok_or_else(|| InjectError::MissingEngine {
+    /// Decides `obj`: left alone unless its annotation names an LLMModel of
+    /// `namespace` (looked up with its engine in `lookup`), else the patch
+    /// that injects it, or why it cannot be injected.
+    pub fn inject<P: PodLike, L: ModelLookup + ?Sized>(
+        &self,
+        obj: &P,
+        namespace: &str,
+        lookup: &L,
+    ) -> Result<Outcome, InjectError> {
+        let name = match requested_model(obj.pod_metadata()) {
+            Request::NotRequested => return Ok(Outcome::NotRequested),
+            Request::AlreadyInjected => return Ok(Outcome::AlreadyInjected),
+            Request::Model(name) => name,
+        };
+        check_model_name(name, namespace)?;
+        let model = lookup
+            .model(namespace, name)
+            .ok_or_else(|| InjectError::UnknownModel {
+                name: name.to_owned(),
                 namespace: namespace.to_owned(),
-                model: name.to_owned(),
-                engine: engine_name.clone(),
+                available: lookup.model_names(namespace),
             })?;
-    Ok(Resolved::Model(model, engine))
+        let engine_name = &model.spec.engine_ref.name;
+        let engine =
+            lookup
+                .engine(namespace, engine_name)
+                .ok_or_else(|| InjectError::MissingEngine {
+                    namespace: namespace.to_owned(),
+                    model: name.to_owned(),
+                    engine: engine_name.clone(),
+                })?;
+        let prepared = self.prepared(namespace, model, engine)?;
+        let spec = obj.pod_spec().ok_or(InjectError::NoPodSpec)?;
+        inject_prepared(obj.pod_metadata(), spec, &prepared).map(Outcome::Injected)
+    }
+
+    /// The prepared injection of `model` on `engine`, built unless the same
+    /// versions of both were prepared before.
+    fn prepared(
+        &self,
+        namespace: &str,
+        model: Arc<LLMModel>,
+        engine: Arc<LLMEngine>,
+    ) -> Result<Arc<Prepared>, InjectError> {
+        let key = (
+            namespace.to_owned(),
+            model.metadata.name.clone().unwrap_or_default(),
+        );
+        let remembered = |cache: &HashMap<_, PreparedEntry>| {
+            cache.get(&key).and_then(|entry| {
+                (Arc::ptr_eq(&entry.model, &model) && Arc::ptr_eq(&entry.engine, &engine))
+                    .then(|| entry.prepared.clone())
+            })
+        };
+        if let Some(prepared) = remembered(&self.lock()) {
+            return Ok(prepared);
+        }
+        // Built outside the lock: a concurrent review of another model does
+        // not wait for this one.
+        let prepared = Arc::new(Prepared::new(&model, &engine, &self.options)?);
+        let mut cache = self.lock();
+        if cache.len() >= MODELS_REMEMBERED {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            PreparedEntry {
+                model,
+                engine,
+                prepared: prepared.clone(),
+            },
+        );
+        Ok(prepared)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PreparedEntry>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-/// Injects `model` served by `engine` into `obj` (which must not be injected yet).
+/// Injects `model` served by `engine` into `obj` (which must ask for no
+/// other model and not be injected yet), without a lookup or memory of
+/// earlier calls: what [`Injector::inject`] does for a model it finds.
 pub fn inject<P: PodLike>(
     obj: &P,
     model: &LLMModel,
     engine: &LLMEngine,
     options: &InjectOptions,
-) -> Result<Injected<P>, InjectError> {
-    let plan = Plan::new(model, engine, options)?;
-    let mut after = obj.clone();
-    let (meta, spec) = after.parts_mut()?;
-    let (status, warnings) = mutate(meta, spec, &plan)?;
-    let patch = patch_between(obj, &after)?;
-    Ok(Injected {
-        object: after,
-        patch,
-        status,
-        warnings,
-    })
+) -> Result<Injection, InjectError> {
+    let prepared = Prepared::new(model, engine, options)?;
+    let spec = obj.pod_spec().ok_or(InjectError::NoPodSpec)?;
+    inject_prepared(obj.pod_metadata(), spec, &prepared)
 }
 
-/// [`inject`] without the injected object: the same errors and the same patch.
-pub fn inject_patch<P: PodLike>(
-    obj: &P,
-    model: &LLMModel,
-    engine: &LLMEngine,
-    options: &InjectOptions,
-) -> Result<Patched, InjectError> {
-    let plan = Plan::new(model, engine, options)?;
-    // managedFields never change and are not part of the patch: not copied.
-    let mut after = obj.clone_without_managed_fields();
-    let (meta, spec) = after.parts_mut()?;
-    let (status, warnings) = mutate(meta, spec, &plan)?;
-    let patch = patch_between(obj, &after)?;
-    Ok(Patched {
-        patch,
-        status,
-        warnings,
-    })
-}
-
-/// `json_patch::diff` of `before` and `after` (`after` being `before` as
-/// [`mutate`] left it), both serialised without `metadata.managedFields`.
-///
-/// Only the parts [`mutate`] may change are serialised and diffed (see
-/// [`touched_json`]): every other field is equal on both sides, and equal
-/// fields add no operation to a diff, so the patch is the same as the diff of
-/// the whole objects (`tests/patch_equivalence.rs` checks it). The diff is
-/// [`diff::diff`], which moves the added values instead of cloning them.
-fn patch_between<P: PodLike>(before: &P, after: &P) -> Result<json_patch::Patch, InjectError> {
-    let before_spec = before.pod_spec().ok_or(InjectError::NoPodSpec)?;
-    let after_spec = after.pod_spec().ok_or(InjectError::NoPodSpec)?;
-    let kept = Kept::of(before_spec);
-    let left = touched_json(before.pod_metadata(), before_spec, &kept)?;
-    let right = touched_json(after.pod_metadata(), after_spec, &kept)?;
-    let mut patch = diff::diff(&left, right);
-    add_env_ops(before_spec, after_spec, &mut patch)?;
-    Ok(patch)
-}
-
-/// `add` operations for the env entries [`mutate`] put before each user
-/// container's own (a diff would replace every existing entry instead, as
-/// the list shifts): the patch only adds, and never writes a user's value.
-fn add_env_ops(
-    before: &PodSpec,
-    after: &PodSpec,
-    patch: &mut json_patch::Patch,
-) -> Result<(), InjectError> {
-    use json_patch::jsonptr::PointerBuf;
-    use json_patch::{AddOperation, PatchOperation};
-    for (index, (old, new)) in before.containers.iter().zip(&after.containers).enumerate() {
-        if old.env == new.env {
-            continue;
-        }
-        let mut path = PointerBuf::new();
-        for token in ["spec", "containers"] {
-            path.push_back(token);
-        }
-        path.push_back(index);
-        path.push_back("env");
-        let new_env = new.env.as_deref().unwrap_or_default();
-        let Some(old_env) = old.env.as_deref() else {
-            patch.0.push(PatchOperation::Add(AddOperation {
-                path,
-                value: to_json(&new_env)?,
-            }));
-            continue;
-        };
-        let added = new_env.len().saturating_sub(old_env.len());
-        if new_env[added..] != *old_env {
-            return Err(InjectError::Serialize(format!(
-                "container {:?}: injection changed its env beyond adding entries first",
-                new.name
-            )));
-        }
-        for (position, var) in new_env[..added].iter().enumerate() {
-            let mut at = path.clone();
-            at.push_back(position);
-            patch.0.push(PatchOperation::Add(AddOperation {
-                path: at,
-                value: to_json(var)?,
-            }));
-        }
-    }
-    Ok(())
-}
-
-/// How many entries of the lists [`mutate`] appends to the pod had before:
-/// those entries are never changed.
-struct Kept {
-    init_containers: usize,
-    volumes: usize,
-    resource_claims: usize,
-}
-
-impl Kept {
-    fn of(spec: &PodSpec) -> Self {
-        Kept {
-            init_containers: spec.init_containers.as_ref().map_or(0, Vec::len),
-            volumes: spec.volumes.as_ref().map_or(0, Vec::len),
-            resource_claims: spec.resource_claims.as_ref().map_or(0, Vec::len),
-        }
-    }
-}
-
-/// The JSON of the parts of a pod that [`mutate`] may change, at the paths
-/// they have in the whole pod's JSON: `metadata.annotations`,
-/// `spec.initContainers`, `spec.volumes`,
-/// `spec.resourceClaims` and `spec.runtimeClassName` (the containers' env is
-/// patched by [`add_env_ops`]). Everything else is
-/// left out; so are the first `kept` entries of the lists mutate appends to
-/// (each written as `{}`, which keeps the indexes of the entries after them).
-/// A field absent from the pod is absent here, as in the pod's JSON.
-fn touched_json(
+/// The checks against the pod, its warnings and its patch.
+fn inject_prepared(
     meta: Option<&ObjectMeta>,
     spec: &PodSpec,
-    kept: &Kept,
-) -> Result<Value, InjectError> {
-    let mut spec_json = Map::new();
-
-    if let Some(init) = &spec.init_containers {
-        spec_json.insert(
-            "initContainers".to_owned(),
-            appended_json(init, kept.init_containers)?,
-        );
-    }
-    if let Some(claims) = &spec.resource_claims {
-        spec_json.insert(
-            "resourceClaims".to_owned(),
-            appended_json(claims, kept.resource_claims)?,
-        );
-    }
-    if let Some(class) = &spec.runtime_class_name {
-        spec_json.insert("runtimeClassName".to_owned(), Value::String(class.clone()));
-    }
-    if let Some(volumes) = &spec.volumes {
-        spec_json.insert("volumes".to_owned(), appended_json(volumes, kept.volumes)?);
-    }
-    let mut pod = Map::new();
-    if let Some(meta) = meta {
-        let mut meta_json = Map::new();
-        if let Some(annotations) = &meta.annotations {
-            meta_json.insert("annotations".to_owned(), to_json(annotations)?);
-        }
-        pod.insert("metadata".to_owned(), Value::Object(meta_json));
-    }
-    pod.insert("spec".to_owned(), Value::Object(spec_json));
-    Ok(Value::Object(pod))
-}
-
-/// A list as JSON, its first `kept` entries written as `{}`.
-fn appended_json<T: Serialize>(list: &[T], kept: usize) -> Result<Value, InjectError> {
-    let kept = kept.min(list.len());
-    let mut out = Vec::with_capacity(list.len());
-    out.resize_with(kept, || Value::Object(Map::new()));
-    for item in &list[kept..] {
-        out.push(to_json(item)?);
-    }
-    Ok(Value::Array(out))
-}
-
-fn to_json(value: &impl Serialize) -> Result<serde_json::Value, InjectError> {
-    serde_json::to_value(value).map_err(|e| InjectError::Serialize(e.to_string()))
-}
-
-/// Applies the plan to a pod's metadata and spec, adding only, and says
-/// what the user should know.
-fn mutate(
-    meta: &mut ObjectMeta,
-    spec: &mut PodSpec,
-    plan: &Plan,
-) -> Result<(InjectionStatus, Vec<String>), InjectError> {
-    let plan = &Plan {
-        pull_uid: classic_mesh_proxy_uid(spec),
-        ..plan.clone()
-    };
-    let engine_names: Vec<String> = (0..plan.instances)
-        .map(containers::engine_container_name)
-        .collect();
-    let claim_names: Vec<String> = if plan.claim_template.is_some() {
-        (0..plan.instances).map(containers::claim_name).collect()
-    } else {
-        Vec::new()
-    };
-    let mut init_names = vec![PULL_CONTAINER.to_owned()];
-    init_names.extend(engine_names.iter().cloned());
-    if plan.router.is_some() {
-        init_names.push(ROUTER_CONTAINER.to_owned());
-    }
-
-    check_collisions(spec, plan, &init_names, &claim_names)?;
+    prepared: &Prepared,
+) -> Result<Injection, InjectError> {
+    let plan = &prepared.plan;
+    check_collisions(spec, plan, &prepared.init_names, &prepared.claim_names)?;
     check_ports(spec, plan)?;
-    let warnings = injection_warnings(spec, plan);
-    if let Some(wanted) = plan.runtime_class {
-        match spec.runtime_class_name.as_deref() {
-            None => spec.runtime_class_name = Some(wanted.to_owned()),
-            Some(existing) if existing == wanted => {}
-            Some(existing) => {
-                return Err(InjectError::RuntimeClassConflict {
-                    pod: existing.to_owned(),
-                    engine: plan.engine_name.to_owned(),
-                    wanted: wanted.to_owned(),
-                });
-            }
-        }
+    if let (Some(wanted), Some(existing)) = (&plan.runtime_class, &spec.runtime_class_name)
+        && wanted != existing
+    {
+        return Err(InjectError::RuntimeClassConflict {
+            pod: existing.clone(),
+            engine: plan.engine_name.clone(),
+            wanted: wanted.clone(),
+        });
     }
-
-    let init = spec.init_containers.get_or_insert_with(Vec::new);
-    init.push(containers::pull_container(plan));
-    init.extend((0..plan.instances).map(|i| containers::engine_container(plan, i)));
-    init.extend(containers::router_container(plan));
-    spec.volumes.get_or_insert_with(Vec::new).extend([
-        containers::model_volume(plan),
-        containers::no_token_volume(),
-    ]);
-    if !claim_names.is_empty() {
-        spec.resource_claims
-            .get_or_insert_with(Vec::new)
-            .extend((0..plan.instances).filter_map(|i| containers::pod_claim(plan, i)));
-    }
-    let wanted_env = user::endpoint_env(plan);
-    for container in spec.containers.iter_mut().filter(|c| !user::is_proxy(c)) {
-        user::add_user_env(container, &wanted_env);
-    }
-
-    let status = InjectionStatus {
-        model: plan.model_name.to_owned(),
-        engine: plan.engine_name.to_owned(),
-        ollama_model: plan.ollama_model.to_owned(),
-        instances: plan.instances,
-        gpus_per_instance: plan.gpus_per_instance,
-        init_containers: init_names,
-        volumes: INJECTED_VOLUMES.map(str::to_owned).to_vec(),
-        resource_claims: claim_names,
-        endpoint: plan.endpoint_url(),
-    };
-    let status_json =
-        serde_json::to_string(&status).map_err(|e| InjectError::Serialize(e.to_string()))?;
-    meta.annotations
-        .get_or_insert_with(Default::default)
-        .insert(STATUS_ANNOTATION.to_owned(), status_json);
-    Ok((status, warnings))
+    let pull_uid = classic_mesh_proxy_uid(spec);
+    let warnings = injection_warnings(spec, plan, &prepared.user_env);
+    let shape = PodShape::of(meta, spec, &prepared.user_env, pull_uid);
+    Ok(Injection {
+        patch: prepared.patch_for(&shape)?,
+        status: prepared.status.clone(),
+        warnings,
+    })
 }
 
 fn check_collisions(

@@ -67,8 +67,8 @@ fn model_store_request(store: &ModelStore) -> Option<Quantity> {
 
 /// The `llm-router` sidecar of a pod with data parallelism.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouterPlan<'a> {
-    pub image: &'a str,
+pub struct RouterPlan {
+    pub image: String,
     /// Where user containers reach the model: the router's loopback port.
     pub port: i32,
     /// The router's loopback admin port (`/readyz`, `/livez`, `/metrics`).
@@ -77,14 +77,14 @@ pub struct RouterPlan<'a> {
 
 /// Everything the builders need, derived from a model and its engine.
 #[derive(Debug, Clone)]
-pub struct Plan<'a> {
+pub struct Plan {
     /// Name of the LLMModel object.
-    pub model_name: &'a str,
+    pub model_name: String,
     /// Name of the LLMEngine object.
-    pub engine_name: &'a str,
+    pub engine_name: String,
     /// The Ollama model reference (`spec.model`).
-    pub ollama_model: &'a str,
-    pub image: &'a str,
+    pub ollama_model: String,
+    pub image: String,
     /// Base port; instance `i` listens on `port + i`.
     pub port: i32,
     /// Number of engine instances (data parallelism).
@@ -94,12 +94,12 @@ pub struct Plan<'a> {
     pub vendor: Vendor,
     pub allocation: Allocation,
     /// Extended resource for device-plugin allocation.
-    pub resource_name: Option<&'a str>,
+    pub resource_name: Option<String>,
     /// ResourceClaimTemplate for DRA allocation.
-    pub claim_template: Option<&'a str>,
-    pub devices: Option<&'a [String]>,
-    pub runtime_class: Option<&'a str>,
-    pub keep_alive: &'a str,
+    pub claim_template: Option<String>,
+    pub devices: Option<Vec<String>>,
+    pub runtime_class: Option<String>,
+    pub keep_alive: String,
     pub context_length: Option<i32>,
     pub parallel_requests: Option<i32>,
     pub max_queue: Option<i32>,
@@ -112,7 +112,7 @@ pub struct Plan<'a> {
     /// The `ephemeral-storage` the model store takes on the node: the
     /// `sizeLimit` of an emptyDir on disk.
     pub model_store_request: Option<Quantity>,
-    pub engine_env: &'a [EnvVar],
+    pub engine_env: Vec<EnvVar>,
     /// The securityContext of every injected container: the engine's, else
     /// [`restricted_security_context`](super::containers::restricted_security_context).
     pub security_context: SecurityContext,
@@ -121,19 +121,19 @@ pub struct Plan<'a> {
     /// which sees the pod).
     pub pull_uid: Option<i64>,
     /// Extra environment for user containers (the model's `clientEnv`).
-    pub client_env: &'a [EnvVar],
+    pub client_env: Vec<EnvVar>,
     /// The request router in front of the instances, when there are several.
-    pub router: Option<RouterPlan<'a>>,
+    pub router: Option<RouterPlan>,
 }
 
-impl<'a> Plan<'a> {
+impl Plan {
     /// Checks the pair with the validation rules (the engine's, then the
     /// model's on that engine) and derives the plan. The error names the
     /// object, the field and the fix.
     pub fn new(
-        model: &'a LLMModel,
-        engine: &'a LLMEngine,
-        options: &'a InjectOptions,
+        model: &LLMModel,
+        engine: &LLMEngine,
+        options: &InjectOptions,
     ) -> Result<Self, InjectError> {
         let model_name = model.metadata.name.as_deref().unwrap_or_default();
         let engine_name = engine.metadata.name.as_deref().unwrap_or_default();
@@ -169,22 +169,23 @@ impl<'a> Plan<'a> {
             Allocation::DevicePlugin => None,
         };
         Ok(Plan {
-            model_name,
-            engine_name,
-            ollama_model: &spec.model,
-            image: engine_spec.effective_image(),
+            model_name: model_name.to_owned(),
+            engine_name: engine_name.to_owned(),
+            ollama_model: spec.model.clone(),
+            image: engine_spec.effective_image().to_owned(),
             port,
             instances,
             gpus_per_instance: spec.effective_gpus(accelerator.vendor),
             vendor: accelerator.vendor,
             allocation: accelerator.allocation,
-            resource_name: engine_spec.effective_resource_name(),
-            claim_template,
-            devices: spec.devices.as_deref().filter(|d| !d.is_empty()),
-            runtime_class: accelerator.runtime_class_name.as_deref(),
+            resource_name: engine_spec.effective_resource_name().map(str::to_owned),
+            claim_template: claim_template.map(str::to_owned),
+            devices: spec.devices.clone().filter(|d| !d.is_empty()),
+            runtime_class: accelerator.runtime_class_name.clone(),
             keep_alive: serving
                 .and_then(|s| s.keep_alive.as_deref())
-                .unwrap_or("-1"),
+                .unwrap_or("-1")
+                .to_owned(),
             context_length: serving.and_then(|s| s.context_length),
             parallel_requests: serving.and_then(|s| s.parallel_requests),
             max_queue: serving.and_then(|s| s.max_queue),
@@ -198,15 +199,15 @@ impl<'a> Plan<'a> {
             ),
             model_store_request: model_store_request(&model_store),
             model_store,
-            engine_env: &engine_spec.env,
+            engine_env: engine_spec.env.clone(),
             security_context: engine_spec
                 .security_context
                 .clone()
                 .unwrap_or_else(super::containers::restricted_security_context),
             pull_uid: None,
-            client_env: &spec.client_env,
+            client_env: spec.client_env.clone(),
             router: (instances > 1).then(|| RouterPlan {
-                image: &options.router_image,
+                image: options.router_image.clone(),
                 port: port + instances,
                 admin_port: port + instances + 1,
             }),
@@ -394,7 +395,7 @@ mod tests {
         });
         let options = InjectOptions::default();
         let plan = Plan::new(&m, &e, &options).unwrap();
-        assert_eq!(plan.claim_template, Some("gpus"));
+        assert_eq!(plan.claim_template, Some("gpus".to_owned()));
     }
 
     #[test]
@@ -422,7 +423,7 @@ mod tests {
         assert_eq!(
             plan.router,
             Some(RouterPlan {
-                image: "example.com/injector:1",
+                image: "example.com/injector:1".to_owned(),
                 port: 11436,
                 admin_port: 11437,
             })

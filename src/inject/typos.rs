@@ -43,7 +43,7 @@ pub fn opt_in_mistakes(
 /// once case and punctuation are ignored (`llm-injector.dev/model`,
 /// `llm.injector.dev/models`, `LLM.Injector.dev/Model`).
 fn looks_like_opt_in(key: &str) -> bool {
-    key.starts_with(DOMAIN) || edit_distance(&normalize(key), &normalize(MODEL_ANNOTATION)) <= 3
+    key.starts_with(DOMAIN) || within_edits(&normalize(key), &normalize(MODEL_ANNOTATION), 3)
 }
 
 fn normalize(key: &str) -> Vec<char> {
@@ -53,8 +53,13 @@ fn normalize(key: &str) -> Vec<char> {
         .collect()
 }
 
-/// Levenshtein distance.
-fn edit_distance(a: &[char], b: &[char]) -> usize {
+/// Whether the Levenshtein distance of `a` and `b` is at most `max`: no
+/// closer than their lengths allow, and no row of the table under `max`
+/// means none after it is either.
+fn within_edits(a: &[char], b: &[char], max: usize) -> bool {
+    if a.len().abs_diff(b.len()) > max {
+        return false;
+    }
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut current = vec![i + 1];
@@ -62,14 +67,37 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
             let substitution = previous[j] + usize::from(ca != cb);
             current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
         }
+        if current.iter().all(|&d| d > max) {
+            return false;
+        }
         previous = current;
     }
-    previous[b.len()]
+    previous[b.len()] <= max
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_edits_table() {
+        let cases = [
+            ("kitten", "sitting", 3, true),
+            ("kitten", "sitting", 2, false),
+            ("", "abc", 3, true),
+            ("", "abcd", 3, false),
+            ("abc", "abc", 0, true),
+            ("abcdef", "azcdez", 2, true),
+            ("abcdef", "zzzzzz", 3, false),
+            ("llminjectordevmodel", "llminjectordevmodels", 3, true),
+            ("appkubernetesioname", "llminjectordevmodel", 3, false),
+        ];
+        for (a, b, max, expected) in cases {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            assert_eq!(within_edits(&a, &b, max), expected, "{a:?} {b:?} {max}");
+            assert_eq!(within_edits(&b, &a, max), expected, "{b:?} {a:?} {max}");
+        }
+    }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -41,7 +41,7 @@ pub fn endpoint_env(plan: &Plan) -> Vec<EnvVar> {
         .zip(values)
         .map(|(name, value)| env(name, value))
         .collect();
-    for extra in plan.client_env {
+    for extra in &plan.client_env {
         match vars.iter_mut().find(|v| v.name == extra.name) {
             Some(standard) => *standard = extra.clone(),
             None => vars.push(extra.clone()),
@@ -50,33 +50,51 @@ pub fn endpoint_env(plan: &Plan) -> Vec<EnvVar> {
     vars
 }
 
-/// Puts each of `wanted` the container does not set yet, plus
-/// `NVIDIA_VISIBLE_DEVICES=void` when it requests no GPU, before the
-/// container's own entries: Kubernetes expands `$(VAR)` only against
+/// What injection puts before a user container's own env: each of the
+/// `wanted` variables (by index) the container does not set yet, then
+/// `NVIDIA_VISIBLE_DEVICES=void` when it neither sets that nor requests a
+/// GPU. They go first because Kubernetes expands `$(VAR)` only against
 /// variables defined earlier in the list, so the user's values can refer to
-/// the injected ones. Existing entries are never changed or reordered.
-pub fn add_user_env(container: &mut Container, wanted: &[EnvVar]) {
-    let additions = user_env_additions(container, wanted);
-    if !additions.is_empty() {
-        let env = container.env.get_or_insert_with(Vec::new);
-        env.splice(0..0, additions);
-    }
+/// the injected ones; existing entries are never changed or reordered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EnvAdditions {
+    /// Indexes into the wanted variables, in their order.
+    pub wanted: Vec<usize>,
+    /// Whether `NVIDIA_VISIBLE_DEVICES=void` follows them.
+    pub no_gpu: bool,
 }
 
-/// What [`add_user_env`] adds to `container`: each of `wanted` it does not
-/// set, and `NVIDIA_VISIBLE_DEVICES=void` unless it sets it or requests a GPU.
-fn user_env_additions(container: &Container, wanted: &[EnvVar]) -> Vec<EnvVar> {
-    let existing = container.env.as_deref().unwrap_or_default();
-    let sets = |name: &str| existing.iter().any(|e| e.name == name);
-    let mut additions: Vec<EnvVar> = wanted.iter().filter(|v| !sets(&v.name)).cloned().collect();
-    let adds = |additions: &[EnvVar], name: &str| additions.iter().any(|e| e.name == name);
-    if !sets("NVIDIA_VISIBLE_DEVICES")
-        && !adds(&additions, "NVIDIA_VISIBLE_DEVICES")
-        && !requests_gpu(container)
-    {
-        additions.push(env("NVIDIA_VISIBLE_DEVICES", "void"));
+/// The device-visibility variable that `void` hides every GPU with.
+pub const NO_GPU_ENV: (&str, &str) = ("NVIDIA_VISIBLE_DEVICES", "void");
+
+impl EnvAdditions {
+    /// What injection adds to `container`, given the `wanted` variables.
+    pub fn of(container: &Container, wanted: &[EnvVar]) -> Self {
+        let existing = container.env.as_deref().unwrap_or_default();
+        let sets = |name: &str| existing.iter().any(|e| e.name == name);
+        let indexes: Vec<usize> = (0..wanted.len())
+            .filter(|&i| !sets(&wanted[i].name))
+            .collect();
+        let adds_visibility = indexes.iter().any(|&i| wanted[i].name == NO_GPU_ENV.0);
+        EnvAdditions {
+            no_gpu: !sets(NO_GPU_ENV.0) && !adds_visibility && !requests_gpu(container),
+            wanted: indexes,
+        }
     }
-    additions
+
+    /// Whether nothing is added.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.is_empty() && !self.no_gpu
+    }
+
+    /// The variables added, in order.
+    pub fn vars(&self, wanted: &[EnvVar]) -> Vec<EnvVar> {
+        let mut vars: Vec<EnvVar> = self.wanted.iter().map(|&i| wanted[i].clone()).collect();
+        if self.no_gpu {
+            vars.push(env(NO_GPU_ENV.0, NO_GPU_ENV.1));
+        }
+        vars
+    }
 }
 
 /// Whether a container is a known service-mesh proxy.
@@ -134,11 +152,10 @@ pub fn endpoint_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
 /// `env` entries precedence over `envFrom`, so such a key would be silently
 /// replaced by the injected value. The keys are not known at admission, so
 /// the warning says which names would win and how to keep one.
-pub fn env_from_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
-    let wanted = endpoint_env(plan);
+pub fn env_from_warnings(spec: &PodSpec, plan: &Plan, wanted: &[EnvVar]) -> Vec<String> {
     let mut warnings = Vec::new();
     for container in spec.containers.iter().filter(|c| !is_proxy(c)) {
-        let additions = user_env_additions(container, &wanted);
+        let additions = EnvAdditions::of(container, wanted).vars(wanted);
         let added: Vec<&str> = additions.iter().map(|v| v.name.as_str()).collect();
         let mut sources = Vec::new();
         let mut prefixes = Vec::new();
@@ -256,7 +273,7 @@ mod tests {
 
     #[test]
     fn user_env_goes_first_and_keeps_existing_values_and_order() {
-        let mut container = Container {
+        let container = Container {
             env: Some(vec![
                 env("MODE", "chat"),
                 env("OLLAMA_HOST", "http://elsewhere:1"),
@@ -267,11 +284,9 @@ mod tests {
             env("OLLAMA_HOST", "http://127.0.0.1:11434"),
             env("LLM_MODEL", "m"),
         ];
-        add_user_env(&mut container, &wanted);
-        let names: Vec<_> = container
-            .env
-            .as_ref()
-            .unwrap()
+        let mut env_vars = EnvAdditions::of(&container, &wanted).vars(&wanted);
+        env_vars.extend(container.env.unwrap());
+        let names: Vec<_> = env_vars
             .iter()
             .map(|e| (e.name.as_str(), e.value.as_deref().unwrap()))
             .collect();
@@ -289,8 +304,8 @@ mod tests {
 
     #[test]
     fn gpu_user_container_gets_no_void() {
-        let mut container = with_limit("nvidia.com/gpu");
-        add_user_env(&mut container, &[]);
-        assert_eq!(container.env, None, "nothing to add leaves env absent");
+        let container = with_limit("nvidia.com/gpu");
+        assert!(EnvAdditions::of(&container, &[]).is_empty());
+        assert!(!EnvAdditions::of(&Container::default(), &[]).is_empty());
     }
 }

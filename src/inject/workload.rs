@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{InjectError, InjectOptions, MODEL_VOLUME, Outcome, PodLike, inject_requested};
+use super::{InjectError, Injector, MODEL_VOLUME, Outcome, PodLike};
 use crate::MODEL_ANNOTATION;
 use crate::field_error::field_error_under;
 use crate::lookup::ModelLookup;
@@ -81,7 +81,7 @@ pub fn inject_object<L: ModelLookup + ?Sized>(
     path: &str,
     namespace: &str,
     lookup: &L,
-    options: &InjectOptions,
+    injector: &Injector,
 ) -> ObjectInjection {
     let mut out = ObjectInjection::default();
     let dotted = path.trim_start_matches('/').replace('/', ".");
@@ -120,11 +120,11 @@ pub fn inject_object<L: ModelLookup + ?Sized>(
         return out;
     }
     let (result, type_name) = if path.is_empty() {
-        let result = inject_typed::<Pod, L>(pod_value, "", namespace, lookup, options);
+        let result = inject_typed::<Pod, L>(pod_value, "", namespace, lookup, injector);
         (result, "Pod")
     } else {
         let result =
-            inject_typed::<PodTemplateSpec, L>(pod_value, &dotted, namespace, lookup, options);
+            inject_typed::<PodTemplateSpec, L>(pod_value, &dotted, namespace, lookup, injector);
         (result, "PodTemplateSpec")
     };
     match result {
@@ -201,7 +201,7 @@ fn inject_typed<P, L>(
     at: &str,
     namespace: &str,
     lookup: &L,
-    options: &InjectOptions,
+    injector: &Injector,
 ) -> Result<Option<Vec<String>>, TypedError>
 where
     P: PodLike + for<'de> Deserialize<'de>,
@@ -210,15 +210,16 @@ where
     let typed: P = serde_json::from_value(pod_value.clone()).map_err(|e| {
         TypedError::Invalid(field_error_under::<P>(pod_value, at).unwrap_or_else(|| e.to_string()))
     })?;
-    match inject_requested(&typed, namespace, lookup, options).map_err(TypedError::Inject)? {
+    match injector
+        .inject(&typed, namespace, lookup)
+        .map_err(TypedError::Inject)?
+    {
         Outcome::NotRequested | Outcome::AlreadyInjected => Ok(None),
-        Outcome::Injected(injected) => {
-            json_patch::patch(pod_value, &injected.patch).map_err(|e| {
-                TypedError::Inject(InjectError::Serialize(format!(
-                    "the patch does not apply: {e}"
-                )))
-            })?;
-            Ok(Some(injected.warnings.clone()))
+        Outcome::Injected(injection) => {
+            injection
+                .apply_json(pod_value)
+                .map_err(TypedError::Inject)?;
+            Ok(Some(injection.warnings))
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
-use crate::inject::InjectOptions;
+use crate::inject::Injector;
 pub use crate::inject::workload::ObjectError;
 pub use crate::inject::workload::pod_template_path;
 use crate::inject::workload::{has_model_annotation, inject_object};
@@ -56,11 +56,11 @@ pub fn inject_documents(
     documents: Vec<SourceDocument>,
     default_namespace: &str,
     lookup: &impl ModelLookup,
-    options: &InjectOptions,
+    injector: &Injector,
 ) -> Injection {
     let mut out = Injection::default();
     for doc in documents {
-        let value = inject_document(&doc, default_namespace, lookup, options, &mut out);
+        let value = inject_document(&doc, default_namespace, lookup, injector, &mut out);
         out.documents.push(value);
     }
     out
@@ -70,7 +70,7 @@ fn inject_document(
     doc: &SourceDocument,
     default_namespace: &str,
     lookup: &impl ModelLookup,
-    options: &InjectOptions,
+    injector: &Injector,
     out: &mut Injection,
 ) -> Value {
     let mut value = doc.value.clone();
@@ -89,7 +89,7 @@ fn inject_document(
                     &doc.item(index, item.clone()),
                     default_namespace,
                     lookup,
-                    options,
+                    injector,
                     out,
                 );
             }
@@ -121,7 +121,7 @@ fn inject_document(
             .and_then(Value::as_str)
             .unwrap_or("<unnamed>")
     );
-    let result = inject_object(&mut value, path, &namespace, lookup, options);
+    let result = inject_object(&mut value, path, &namespace, lookup, injector);
     if result.injected {
         out.injected += 1;
     }

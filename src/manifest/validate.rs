@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{SourceDocument, flatten_lists, inject_documents};
 use crate::catalog::Catalog;
 use crate::crd::{API_VERSION, GROUP, LLMEngine, LLMModel, crds};
-use crate::inject::InjectOptions;
+use crate::inject::Injector;
 use crate::validate::{Report, validate_engine, validate_model};
 
 /// How bad a finding is.
@@ -222,6 +222,8 @@ pub fn validate_documents(
         }
     }
 
+    // Pods are checked by injecting them; the router image does not matter.
+    let injector = Injector::default();
     let mut out = DocumentsReport::default();
     for (doc, entry) in documents.iter().zip(entries) {
         let origin = doc.origin();
@@ -244,10 +246,8 @@ pub fn validate_documents(
                 out.add_error(text);
             }
             Entry::Other => {
-                // Pods are checked by injecting them; the router image does not matter.
-                let options = InjectOptions::default();
                 let injection =
-                    inject_documents(vec![doc.clone()], default_namespace, &lookup, &options);
+                    inject_documents(vec![doc.clone()], default_namespace, &lookup, &injector);
                 out.objects += injection.injected + injection.errors.len();
                 for error in injection.errors {
                     out.add_error(error.to_string());

@@ -20,19 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
 pub use catalog_files::{CatalogReload, FileCatalog};
 pub use cluster::ClusterCatalog;
 pub use metrics::Metrics;
-pub use routes::{
-    AppState, CatalogSource, Health, admin_router, fixed_response_router, webhook_router,
-};
+pub use routes::{AppState, CatalogSource, Health, admin_router, webhook_router};
 
 use crate::catalog::CatalogError;
-use crate::inject::InjectOptions;
+use crate::inject::{InjectOptions, Injector};
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -71,8 +68,6 @@ pub struct ServeConfig {
     pub shutdown_delay: Duration,
     /// Longest wait for in-flight requests once the listener closed.
     pub drain_timeout: Duration,
-    /// Benchmark baseline: answer `/mutate` with these bytes without parsing the request.
-    pub fixed_response: Option<Vec<u8>>,
     /// Deployment-level injection settings (the router image).
     pub inject_options: InjectOptions,
 }
@@ -91,7 +86,6 @@ impl ServeConfig {
             header_read_timeout: Duration::from_secs(10),
             shutdown_delay: Duration::from_secs(0),
             drain_timeout: Duration::from_secs(25),
-            fixed_response: None,
             inject_options: InjectOptions::default(),
         }
     }
@@ -199,7 +193,7 @@ impl Server {
             metrics: Arc::new(Metrics::default()),
             health,
             body_limit: config.body_limit,
-            inject_options: Arc::new(config.inject_options.clone()),
+            injector: Arc::new(Injector::new(config.inject_options.clone())),
         };
         Ok(Server {
             https,
@@ -268,10 +262,7 @@ impl Server {
             let _ = stop_tx.send(true);
         });
 
-        let router = match &config.fixed_response {
-            Some(bytes) => fixed_response_router(Bytes::from(bytes.clone())),
-            None => webhook_router(state.clone()),
-        };
+        let router = webhook_router(state.clone());
         let admin_stop = stopped(stop_rx.clone());
         let admin_server = axum::serve(admin, admin_router(state))
             .with_graceful_shutdown(admin_stop)

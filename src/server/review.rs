@@ -2,16 +2,17 @@
 //! and encoding, with the `kube::core::admission` types. Synchronous and pure:
 //! the HTTP layer only moves bytes.
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use std::sync::Arc;
+
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::MODEL_ANNOTATION;
 use crate::crd::{LLMEngine, LLMModel};
-use crate::inject::{InjectOptions, PatchOutcome, inject_requested_patch};
+use crate::inject::{Injector, Outcome, PodPatch};
 use crate::lookup::ModelLookup;
 
 /// The only AdmissionReview version served.
@@ -56,7 +57,7 @@ pub enum Verdict {
     Allow { warnings: Vec<String> },
     /// Allowed with a JSON Patch.
     Patch {
-        patch: json_patch::Patch,
+        patch: Arc<PodPatch>,
         warnings: Vec<String>,
     },
     /// Denied, with a message for the user.
@@ -117,30 +118,29 @@ impl Decision {
     pub fn into_body(self) -> Result<Vec<u8>, EncodeError> {
         let mut response = self.response;
         let mut patch = None;
-        match self.verdict {
-            Verdict::Allow { warnings } => {
-                response.warnings = (!warnings.is_empty()).then_some(warnings);
-            }
-            Verdict::Patch {
-                patch: operations,
-                warnings,
-            } => {
-                response.warnings = (!warnings.is_empty()).then_some(warnings);
-                if !operations.is_empty() {
-                    let json = serde_json::to_vec(&operations)
-                        .map_err(|e| EncodeError(format!("the patch: {e}")))?;
-                    patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
-                }
+        match &self.verdict {
+            Verdict::Allow { warnings } | Verdict::Patch { warnings, .. } => {
+                response.warnings = (!warnings.is_empty()).then(|| warnings.clone());
             }
             Verdict::Deny { message } => response = response.deny(message),
+        }
+        if let Verdict::Patch {
+            patch: pod_patch, ..
+        } = &self.verdict
+            && !pod_patch.operations().is_empty()
+        {
+            let value = pod_patch
+                .admission_value()
+                .map_err(|e| EncodeError(format!("the patch: {e}")))?;
+            patch = Some(value);
         }
         let out = ReviewOut {
             api_version: REVIEW_API_VERSION,
             kind: "AdmissionReview",
             response: ResponseOut {
                 response: &response,
-                patch_type: patch.as_ref().map(|_| "JSONPatch"),
-                patch: patch.as_deref(),
+                patch_type: patch.map(|_| "JSONPatch"),
+                patch,
             },
         };
         serde_json::to_vec(&out).map_err(|e| EncodeError(format!("the response: {e}")))
@@ -169,8 +169,9 @@ struct ResponseOut<'a> {
     response: &'a AdmissionResponse,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'a str>,
+    /// The base64 string, serialised once per patch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<&'a str>,
+    patch: Option<&'a serde_json::value::RawValue>,
 }
 
 fn operation_name(op: &Operation) -> &'static str {
@@ -217,14 +218,14 @@ fn check_review<T: kube::Resource>(
 pub fn mutate<L: ModelLookup + ?Sized>(
     body: &[u8],
     lookup: &L,
-    options: &InjectOptions,
+    injector: &Injector,
 ) -> Result<Decision, BadReview> {
     if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
         let request = check_review(review)?;
         // An object without apiVersion and kind decodes as a Pod whatever it
         // is: the request says what it is.
         if is_core_v1(&request.kind, "Pod") {
-            return Ok(mutate_pod(request, lookup, options));
+            return Ok(mutate_pod(request, lookup, injector));
         }
     }
     // Not a pod review, or a pod that does not decode: answer it anyway.
@@ -259,7 +260,7 @@ fn decode_generic<T: kube::Resource + for<'de> serde::Deserialize<'de>>(
 fn mutate_pod<L: ModelLookup + ?Sized>(
     request: AdmissionRequest<Pod>,
     lookup: &L,
-    options: &InjectOptions,
+    injector: &Injector,
 ) -> Decision {
     let pod = request.object.as_ref();
     let generated = pod
@@ -275,8 +276,8 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                 .as_deref()
                 .or(pod.metadata.namespace.as_deref())
                 .unwrap_or("default");
-            match inject_requested_patch(pod, namespace, lookup, options) {
-                Ok(PatchOutcome::Patched(patched)) => {
+            match injector.inject(pod, namespace, lookup) {
+                Ok(Outcome::Injected(injection)) => {
                     // As `inject` warns: opt-in mistakes first (a typo'd key
                     // beside the right one), then the injection's own.
                     let mut warnings = crate::inject::opt_in_mistakes(
@@ -284,13 +285,13 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                         pod.metadata.labels.as_ref(),
                         "metadata",
                     );
-                    warnings.extend(patched.warnings);
+                    warnings.extend(injection.warnings);
                     Verdict::Patch {
                         warnings,
-                        patch: patched.patch,
+                        patch: injection.patch,
                     }
                 }
-                Ok(PatchOutcome::NotRequested | PatchOutcome::AlreadyInjected) => Verdict::Allow {
+                Ok(Outcome::NotRequested | Outcome::AlreadyInjected) => Verdict::Allow {
                     warnings: Vec::new(),
                 },
                 Err(error) => Verdict::Deny {
@@ -358,7 +359,7 @@ fn mutate_other(request: &AdmissionRequest<DynamicObject>, body: &[u8]) -> Decis
 pub fn validate<L: ModelLookup + ?Sized>(
     body: &[u8],
     lookup: &L,
-    options: &InjectOptions,
+    injector: &Injector,
 ) -> Result<Decision, BadReview> {
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
         Ok(review) => review,
@@ -395,7 +396,7 @@ pub fn validate<L: ModelLookup + ?Sized>(
         ("LLMModel" | "LLMEngine", _) => Ok(crate::validate::Report::default()),
         _ if let Some(path) = workload_template_path(&request.kind) => {
             let verdict = Verdict::Allow {
-                warnings: advise_workload(&request, path, &namespace, lookup, options),
+                warnings: advise_workload(&request, path, &namespace, lookup, injector),
             };
             return Ok(Decision::new(&request, facts, verdict));
         }
@@ -460,7 +461,7 @@ fn advise_workload<L: ModelLookup + ?Sized>(
     path: &str,
     namespace: &str,
     lookup: &L,
-    options: &InjectOptions,
+    injector: &Injector,
 ) -> Vec<String> {
     let Some(given) = request.object.as_ref() else {
         return Vec::new();
@@ -479,7 +480,7 @@ fn advise_workload<L: ModelLookup + ?Sized>(
     // may come without it.
     object["kind"] = serde_json::Value::from(request.kind.kind.as_str());
     let result =
-        crate::inject::workload::inject_object(&mut object, path, namespace, lookup, options);
+        crate::inject::workload::inject_object(&mut object, path, namespace, lookup, injector);
     let mut warnings = result.warnings;
     if let Some(error) = result.error {
         warnings.push(format!("the pods it creates will be refused: {error}"));

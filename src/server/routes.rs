@@ -74,8 +74,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub body_limit: usize,
-    /// Deployment-level injection settings (the router image).
-    pub inject_options: Arc<crate::inject::InjectOptions>,
+    /// Injection, with the deployment's settings (the router image).
+    pub injector: Arc<crate::inject::Injector>,
 }
 
 /// The webhook routes, served over TLS.
@@ -84,19 +84,6 @@ pub fn webhook_router(state: AppState) -> Router {
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
         .with_state(state)
-}
-
-/// A router answering every `/mutate` with the same bytes: it reads the
-/// request body (so the connection stays reusable) but never parses it. The
-/// baseline of the load benchmark: same TLS and HTTP stack, no review work.
-pub fn fixed_response_router(body: Bytes) -> Router {
-    Router::new().route(
-        "/mutate",
-        post(move |_request: Bytes| {
-            let body = body.clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-        }),
-    )
 }
 
 /// The admin routes, served over plain HTTP; none of them changes state.
@@ -146,14 +133,14 @@ fn bad_request(status: StatusCode, reason: String) -> Response {
 
 async fn mutate(State(state): State<AppState>, body: Body) -> Response {
     handle("mutate", state, body, |bytes, state| {
-        review::mutate(bytes, state.source.as_ref(), &state.inject_options)
+        review::mutate(bytes, state.source.as_ref(), &state.injector)
     })
     .await
 }
 
 async fn validate(State(state): State<AppState>, body: Body) -> Response {
     handle("validate", state, body, |bytes, state| {
-        review::validate(bytes, state.source.as_ref(), &state.inject_options)
+        review::validate(bytes, state.source.as_ref(), &state.injector)
     })
     .await
 }
@@ -210,7 +197,7 @@ fn respond(
     match &decision.verdict {
         review::Verdict::Deny { message } => tracing::info!(%message, "review denied"),
         review::Verdict::Patch { patch, .. } => {
-            tracing::info!(operations = patch.len(), "review patched")
+            tracing::info!(operations = patch.operations().len(), "review patched")
         }
         review::Verdict::Allow { warnings } => tracing::debug!(?warnings, "review allowed"),
     }

@@ -76,7 +76,7 @@ pub fn ready_state(
         metrics: Arc::new(Metrics::default()),
         health: Arc::new(health),
         body_limit,
-        inject_options: Arc::new(llm_injector::InjectOptions::default()),
+        injector: Arc::new(llm_injector::Injector::default()),
     }
 }
 

@@ -1,0 +1,294 @@
+//! What injecting one LLMModel on its LLMEngine adds to any pod, built once
+//! per (model, engine, options): the plan, the added containers, volumes and
+//! claims as JSON, the user environment and the status annotation; and the
+//! patch for each [`PodShape`], built once per shape. Pods of one workload
+//! have one shape, so a ReplicaSet's second pod costs a lookup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use base64::Engine as _;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
+use k8s_openapi::api::core::v1::EnvVar;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::containers;
+use super::plan::Plan;
+use super::shape::{MetadataShape, PodShape};
+use super::user::{self, NO_GPU_ENV};
+use super::{InjectError, InjectOptions, InjectionStatus};
+use crate::STATUS_ANNOTATION;
+use crate::crd::{LLMEngine, LLMModel};
+use crate::layout::{INJECTED_VOLUMES, PULL_CONTAINER, ROUTER_CONTAINER};
+
+/// How many pod shapes one prepared injection remembers patches for; past
+/// that they are forgotten and built again.
+const SHAPES_REMEMBERED: usize = 64;
+
+/// A JSON Patch (RFC 6902) of an injection, with its JSON in the form an
+/// `AdmissionResponse` carries it (a base64 string), made once.
+#[derive(Debug)]
+pub struct PodPatch {
+    operations: json_patch::Patch,
+    admission: OnceLock<Result<Box<RawValue>, String>>,
+}
+
+impl PodPatch {
+    fn new(operations: json_patch::Patch) -> Self {
+        PodPatch {
+            operations,
+            admission: OnceLock::new(),
+        }
+    }
+
+    /// The operations.
+    pub fn operations(&self) -> &json_patch::Patch {
+        &self.operations
+    }
+
+    /// The value of `AdmissionResponse.patch`: the patch's JSON in base64,
+    /// as a JSON string; an error says why it could not be serialised.
+    pub fn admission_value(&self) -> Result<&RawValue, String> {
+        self.admission
+            .get_or_init(|| {
+                let json = serde_json::to_vec(&self.operations).map_err(|e| e.to_string())?;
+                let base64 = base64::engine::general_purpose::STANDARD.encode(json);
+                serde_json::value::to_raw_value(&base64).map_err(|e| e.to_string())
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl PartialEq for PodPatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.operations == other.operations
+    }
+}
+
+/// One LLMModel on its LLMEngine with given options, checked and built.
+#[derive(Debug)]
+pub struct Prepared {
+    pub(super) plan: Plan,
+    /// `llm-pull` (as the plan's own uid), the engines, the router.
+    init_containers: Vec<Value>,
+    pub(super) init_names: Vec<String>,
+    volumes: Vec<Value>,
+    claims: Vec<Value>,
+    pub(super) claim_names: Vec<String>,
+    /// What user containers get unless they set it (see [`user::EnvAdditions`]).
+    pub(super) user_env: Vec<EnvVar>,
+    user_env_json: Vec<Value>,
+    pub(super) status: Arc<InjectionStatus>,
+    status_json: String,
+    patches: Mutex<HashMap<PodShape, Arc<PodPatch>>>,
+}
+
+fn to_json(value: &impl Serialize) -> Result<Value, InjectError> {
+    serde_json::to_value(value).map_err(|e| InjectError::Serialize(e.to_string()))
+}
+
+fn all_json<T: Serialize>(items: &[T]) -> Result<Vec<Value>, InjectError> {
+    items.iter().map(to_json).collect()
+}
+
+impl Prepared {
+    /// Checks the pair with the validation rules and builds what it adds.
+    pub fn new(
+        model: &LLMModel,
+        engine: &LLMEngine,
+        options: &InjectOptions,
+    ) -> Result<Self, InjectError> {
+        let plan = Plan::new(model, engine, options)?;
+        let mut init = vec![containers::pull_container(&plan)];
+        init.extend((0..plan.instances).map(|i| containers::engine_container(&plan, i)));
+        init.extend(containers::router_container(&plan));
+        let init_names: Vec<String> = init.iter().map(|c| c.name.clone()).collect();
+        let volumes = [
+            containers::model_volume(&plan),
+            containers::no_token_volume(),
+        ];
+        let claims: Vec<_> = (0..plan.instances)
+            .filter_map(|i| containers::pod_claim(&plan, i))
+            .collect();
+        let claim_names: Vec<String> = claims.iter().map(|c| c.name.clone()).collect();
+        let user_env = user::endpoint_env(&plan);
+        let status = InjectionStatus {
+            model: plan.model_name.clone(),
+            engine: plan.engine_name.clone(),
+            ollama_model: plan.ollama_model.clone(),
+            instances: plan.instances,
+            gpus_per_instance: plan.gpus_per_instance,
+            init_containers: init_names.clone(),
+            volumes: INJECTED_VOLUMES.map(str::to_owned).to_vec(),
+            resource_claims: claim_names.clone(),
+            endpoint: plan.endpoint_url(),
+        };
+        debug_assert_eq!(init_names.first().map(String::as_str), Some(PULL_CONTAINER));
+        debug_assert!(plan.router.is_none() || init_names.last().unwrap() == ROUTER_CONTAINER);
+        Ok(Prepared {
+            init_containers: all_json(&init)?,
+            init_names,
+            volumes: all_json(&volumes)?,
+            claims: all_json(&claims)?,
+            claim_names,
+            user_env_json: all_json(&user_env)?,
+            user_env,
+            status_json: serde_json::to_string(&status)
+                .map_err(|e| InjectError::Serialize(e.to_string()))?,
+            status: Arc::new(status),
+            plan,
+            patches: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The patch that injects a pod of this shape, made once per shape.
+    pub(super) fn patch_for(&self, shape: &PodShape) -> Result<Arc<PodPatch>, InjectError> {
+        let mut patches = self.patches.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(patch) = patches.get(shape) {
+            return Ok(patch.clone());
+        }
+        let patch = Arc::new(PodPatch::new(self.build_patch(shape)?));
+        if patches.len() >= SHAPES_REMEMBERED {
+            patches.clear();
+        }
+        patches.insert(shape.clone(), patch.clone());
+        Ok(patch)
+    }
+
+    /// `json_patch::diff` of the parts of a pod of this shape that injection
+    /// changes, before and after (every other part is equal on both sides
+    /// and adds no operation; `tests/patch_equivalence.rs` compares with the
+    /// diff of whole pods), then an `add` for each env entry put before a
+    /// user container's own (a diff would replace the shifted entries).
+    fn build_patch(&self, shape: &PodShape) -> Result<json_patch::Patch, InjectError> {
+        let before = shape.touched_json();
+        let mut after = before.clone();
+        let pod = after.as_object_mut().expect("touched_json is an object");
+        let annotations = pod
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .expect("metadata is an object")
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        annotations
+            .as_object_mut()
+            .expect("annotations is an object")
+            .insert(
+                STATUS_ANNOTATION.to_owned(),
+                Value::String(self.status_json.clone()),
+            );
+        let spec = pod
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .expect("touched_json has a spec");
+        let mut init = self.init_containers.clone();
+        if let Some(uid) = shape.pull_uid {
+            let plan = Plan {
+                pull_uid: Some(uid),
+                ..self.plan.clone()
+            };
+            init[0] = to_json(&containers::pull_container(&plan))?;
+        }
+        append(spec, "initContainers", init);
+        append(spec, "volumes", self.volumes.clone());
+        if !self.claims.is_empty() {
+            append(spec, "resourceClaims", self.claims.clone());
+        }
+        if let Some(class) = &self.plan.runtime_class {
+            spec.entry("runtimeClassName")
+                .or_insert_with(|| Value::String(class.clone()));
+        }
+        let mut patch = json_patch::diff(&before, &after);
+        for (index, additions) in &shape.env {
+            let mut path = PointerBuf::new();
+            for token in ["spec", "containers"] {
+                path.push_back(token);
+            }
+            path.push_back(*index);
+            path.push_back("env");
+            let mut values: Vec<Value> = additions
+                .wanted
+                .iter()
+                .map(|&i| self.user_env_json[i].clone())
+                .collect();
+            if additions.no_gpu {
+                values.push(to_json(&containers::env(NO_GPU_ENV.0, NO_GPU_ENV.1))?);
+            }
+            if !additions.had_env {
+                patch.0.push(PatchOperation::Add(AddOperation {
+                    path,
+                    value: Value::Array(values),
+                }));
+                continue;
+            }
+            for (position, value) in values.into_iter().enumerate() {
+                let mut at = path.clone();
+                at.push_back(position);
+                patch
+                    .0
+                    .push(PatchOperation::Add(AddOperation { path: at, value }));
+            }
+        }
+        Ok(patch)
+    }
+}
+
+/// Appends `items` to the list `key` of `spec`, creating it when absent.
+fn append(spec: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
+    match spec.get_mut(key).and_then(Value::as_array_mut) {
+        Some(list) => list.extend(items),
+        None => {
+            spec.insert(key.to_owned(), Value::Array(items));
+        }
+    }
+}
+
+impl MetadataShape {
+    fn json(self) -> Option<Value> {
+        let mut meta = Map::new();
+        match self {
+            MetadataShape::Absent => return None,
+            MetadataShape::NoAnnotations => {}
+            MetadataShape::Annotations => {
+                meta.insert("annotations".to_owned(), Value::Object(Map::new()));
+            }
+        }
+        Some(Value::Object(meta))
+    }
+}
+
+impl PodShape {
+    /// The parts of a pod of this shape that injection may change, at their
+    /// paths in the pod's JSON: `metadata.annotations` (the user's entries
+    /// left out: injection adds a key that is not among them), the lists it
+    /// appends to (`initContainers`, `volumes`, `resourceClaims`, their
+    /// entries written as `{}`, which keeps the indexes of those after them)
+    /// and `runtimeClassName`. A field absent from the pod is absent here.
+    fn touched_json(&self) -> Value {
+        let kept = |count: usize| Value::Array(vec![Value::Object(Map::new()); count]);
+        let mut spec = Map::new();
+        for (key, count) in [
+            ("initContainers", self.init_containers),
+            ("volumes", self.volumes),
+            ("resourceClaims", self.resource_claims),
+        ] {
+            if let Some(count) = count {
+                spec.insert(key.to_owned(), kept(count));
+            }
+        }
+        if let Some(class) = &self.runtime_class {
+            spec.insert("runtimeClassName".to_owned(), Value::String(class.clone()));
+        }
+        let mut pod = Map::new();
+        if let Some(meta) = self.metadata.json() {
+            pod.insert("metadata".to_owned(), meta);
+        }
+        pod.insert("spec".to_owned(), Value::Object(spec));
+        Value::Object(pod)
+    }
+}
