@@ -7,7 +7,8 @@
 //! patch for it, fixed (`support/bare_webhook.rs`). The load generator shares
 //! the machine's cores, so compare the ratios. No thresholds: figures only.
 //!
-//! Run: `cargo bench --bench serve` (BENCH_SECONDS=N per level, default 3).
+//! Run: `cargo bench --bench serve` (BENCH_SECONDS=N per level, default 3;
+//! BENCH_WEBHOOK_BIN=path to measure another build of `llm-injector`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,10 +46,16 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `llm-injector serve` on the example catalog, with a self-signed CA.
+/// `llm-injector serve` on the example catalog, with a self-signed CA: this
+/// build's binary, or the one `BENCH_WEBHOOK_BIN` names (another build,
+/// measured against the same baseline).
 async fn start_webhook(dir: &Path) -> Running {
     let ca_file = dir.join("webhook-ca.crt");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-injector"));
+    let binary = std::env::var_os("BENCH_WEBHOOK_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_llm-injector")),
+        PathBuf::from,
+    );
+    let mut command = tokio::process::Command::new(binary);
     command
         .args([
             "serve",
