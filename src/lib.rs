@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod duration;
 pub(crate) mod field_error;
 
 /// The annotation a pod (or pod template) carries to ask for injection; its

@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli_common::{LogFormat, init_logging, shutdown_signal};
-use llm_injector::router::{BackendAddr, Router, RouterConfig, parse_duration};
+use llm_injector::duration::parse_duration;
+use llm_injector::router::{BackendAddr, Router, RouterConfig};
 
 #[derive(Args, Debug)]
 pub struct RouteArgs {

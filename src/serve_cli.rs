@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli_common::{LogFormat, init_logging, shutdown_signal};
-use llm_injector::router::parse_duration;
+use llm_injector::duration::parse_duration;
 use llm_injector::server::{ServeConfig, Server, TlsSource};
 
 #[derive(Args, Debug)]

@@ -154,25 +154,6 @@ impl RouterConfig {
     }
 }
 
-/// `500ms`, `10s`, `2m`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,25 +233,6 @@ mod tests {
         cases.push(zero);
         for config in cases {
             assert!(config.validate().is_err(), "{config:?}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        let cases = [
-            ("10s", Some(10_000)),
-            ("500ms", Some(500)),
-            ("2m", Some(120_000)),
-            ("3", Some(3000)),
-            ("1.5s", Some(1500)),
-            ("", None),
-            ("5h", None),
-            ("-1s", None),
-            ("s", None),
-        ];
-        for (text, want) in cases {
-            let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);
-            assert_eq!(got, want, "{text:?}");
         }
     }
 }

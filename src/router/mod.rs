@@ -34,7 +34,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 pub use admin::{AdminState, admin_router};
-pub use config::{BackendAddr, OLLAMA_DEFAULT_PORT, RouterConfig, parse_duration};
+pub use config::{BackendAddr, OLLAMA_DEFAULT_PORT, RouterConfig};
 pub use metrics::{ErrorReason, Metrics};
 pub use pool::{Backend, InFlight, Pool, least_loaded};
 pub use proxy::{Proxy, strip_hop_by_hop};

@@ -16,7 +16,6 @@
 //! Every rule is a [`Rule`]; the README's "Validation rules" table lists them.
 
 mod client_env;
-mod duration;
 mod engine;
 mod fit;
 mod image;
@@ -28,7 +27,7 @@ mod report;
 #[cfg(test)]
 mod testing;
 
-pub use duration::{KeepAlive, parse_keep_alive};
+pub use crate::duration::{KeepAlive, parse_keep_alive};
 pub use engine::validate_engine;
 pub use image::{ImageRef, mentions_rocm, parse_image};
 pub use model::{validate_model, validate_model_on};

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::client_env::check_client_env;
-use super::duration::{KeepAlive, parse_keep_alive};
 use super::fit::check_fit;
 use super::names::{DNS_SUBDOMAIN_HINT, is_dns_subdomain};
 use super::ollama::parse_ollama_name;
 use super::report::{Report, Rule};
 use crate::crd::{LLMEngine, LLMModel, LLMModelSpec, Serving, Vendor};
+use crate::duration::{KeepAlive, parse_keep_alive};
 use crate::lookup::ModelLookup;
 
 /// Checks a model in `namespace` (the AdmissionRequest's: a new object may

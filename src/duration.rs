@@ -1,7 +1,11 @@
-//! `OLLAMA_KEEP_ALIVE` as Ollama reads it (`envconfig.KeepAlive`): a Go
-//! duration (`time.ParseDuration`: `30m`, `1h30m`, `1.5h`, `-1s`), else an
-//! integer number of seconds (`3600`, `-1`); negative means forever. Anything
-//! else Ollama silently replaces by 5 minutes, which is why it is checked.
+//! The one duration parser: Go's `time.ParseDuration` (`30m`, `1h30m`,
+//! `1.5h`, `-1s`), else an integer number of seconds (`3600`, `-1`). It reads
+//! `OLLAMA_KEEP_ALIVE` as Ollama does (`envconfig.KeepAlive`; negative means
+//! forever, and anything else Ollama silently replaces by 5 minutes, which is
+//! why it is checked), and the duration flags of the commands, as kubectl and
+//! the Kubernetes components read theirs.
+
+use std::time::Duration;
 
 /// How long a loaded model stays in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +29,19 @@ pub fn parse_keep_alive(value: &str) -> Result<KeepAlive, String> {
     } else {
         KeepAlive::Nanos(nanos)
     })
+}
+
+/// A duration flag: a Go duration or whole seconds, not negative.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let nanos = match go_duration(text) {
+        Some(nanos) => nanos,
+        None => seconds(text)
+            .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s, 2m or 1h"))?,
+    };
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("{text:?} is negative; give a duration such as 500ms, 10s or 2m"))
 }
 
 /// `strconv.ParseInt(value, 10, 64)` seconds, in nanoseconds.
@@ -140,6 +157,36 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(parse_keep_alive(value), Ok(expected), "{value}");
         }
+    }
+
+    #[test]
+    fn flag_durations() {
+        let cases = [
+            ("10s", Some(10_000)),
+            ("500ms", Some(500)),
+            ("2m", Some(120_000)),
+            ("3", Some(3000)),
+            ("1.5s", Some(1500)),
+            ("5h", Some(18_000_000)),
+            ("1h30m", Some(5_400_000)),
+            (" 2s ", Some(2000)),
+            ("", None),
+            ("-1s", None),
+            ("-1", None),
+            ("s", None),
+            ("1.5", None),
+            ("10 s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, want, "{text:?}");
+        }
+        assert!(parse_duration("-1s").unwrap_err().contains("negative"));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("such as 500ms")
+        );
     }
 
     #[test]
