@@ -1,9 +1,11 @@
 //! llm-injector: a Kubernetes admission webhook, and the library behind it,
 //! that turns an ordinary pod into an LLM-serving pod.
 //!
-//! The core is pure: [`inject()`](fn@inject) turns a typed pod (or pod template) plus an
-//! `LLMModel` and its `LLMEngine` into the injected pod and the RFC 6902 patch
-//! between the two. The offline CLI ([`manifest`]) and the webhook share it.
+//! The core is pure: an [`Injector`] decides, for a typed pod (or pod
+//! template), whether it asks for an `LLMModel` and returns the RFC 6902
+//! patch that injects the model's `LLMEngine` ([`inject`]); [`validate`]
+//! checks engines, models and their pairing with the same rules. The offline
+//! CLI ([`manifest`]) and the webhook ([`server`]) share both.
 #![forbid(unsafe_code)]
 
 pub mod crd;
@@ -21,8 +23,6 @@ pub mod inject;
 pub mod layout;
 pub mod lookup;
 pub mod manifest;
-pub(crate) mod net;
-pub mod router;
 pub mod server;
 pub mod validate;
 pub mod yaml;

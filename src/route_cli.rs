@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::cli_common::{LogFormat, init_logging, shutdown_signal};
 use llm_injector::duration::parse_duration;
-use llm_injector::router::{BackendAddr, Router, RouterConfig};
+use llm_router::{BackendAddr, Router, RouterConfig};
 
 #[derive(Args, Debug)]
 pub struct RouteArgs {

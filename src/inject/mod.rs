@@ -5,7 +5,7 @@
 //! ([`Outcome`]); callers that want the injected object apply the patch
 //! ([`Injection::apply`]), as Istio's `kube-inject` does. What a model adds
 //! is built once per (model, engine, options) and the patch once per
-//! [`shape`] of pod, so the pods of one workload cost a lookup each. Nothing
+//! shape of pod, so the pods of one workload cost a lookup each. Nothing
 //! here touches HTTP, TLS, a client or a clock.
 //!
 //! ```

@@ -1,5 +1,5 @@
 //! The webhook's connections: TLS with a handshake and header-read timeout,
-//! HTTP/1.1 and HTTP/2, on the shared accept loop (`crate::net`).
+//! HTTP/1.1 and HTTP/2, on the shared accept loop (`llm_router::net`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::net::accept_and_drain;
+use llm_router::net::accept_and_drain;
 
 /// Time limits of the HTTPS listener.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,5 @@
-//! The one accept loop of the two servers (`serve`'s webhook over TLS and
-//! `route`'s proxy over plain TCP): accept until told to stop, TCP_NODELAY
+//! The one accept loop of llm-injector's two servers (`serve`'s webhook
+//! over TLS and `route`'s proxy over plain TCP): accept until told to stop, TCP_NODELAY
 //! on every connection (Nagle halves HTTP/2 throughput and delays streamed
 //! tokens), a back-off when accepting fails, and a bounded drain of the open
 //! connections at the end.

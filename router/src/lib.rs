@@ -1,4 +1,4 @@
-//! `llm-injector route`: the data-parallel request router. Ollama never
+//! The data-parallel request router (`llm-injector route`). Ollama never
 //! loads one model twice, so data parallelism in a pod means several engine
 //! instances on several loopback ports; the router is the one endpoint in
 //! front of them.
@@ -14,12 +14,15 @@
 //! [`Router::run`] serves until the shutdown future resolves, then stops
 //! accepting, lets responses in flight finish (bounded) and returns.
 
+#![forbid(unsafe_code)]
+
 mod admin;
 mod body;
 mod config;
 mod health;
 mod listener;
 mod metrics;
+pub mod net;
 mod once_body;
 mod pool;
 mod proxy;
