@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
 use thiserror::Error;
 
 use crate::crd::{API_VERSION, LLMEngine, LLMModel};
 pub use crate::lookup::ModelLookup;
-use crate::yaml::{MalformedYaml, SourceDocument, flatten_lists, read_documents, yaml_files};
+use crate::yaml::{
+    CatalogDocument, CatalogObject, MalformedYaml, ObjectRef, SourceDocument, Unusable,
+    flatten_lists, read_documents, yaml_files,
+};
 
 type Key = (String, String);
 /// Objects by namespace, then by name.
@@ -73,15 +75,6 @@ pub enum CatalogError {
     },
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TypeMeta {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-}
-
 impl Catalog {
     /// An empty catalog.
     pub fn new() -> Self {
@@ -98,7 +91,7 @@ impl Catalog {
     /// twice is an error.
     pub fn load_all(paths: &[PathBuf], default_namespace: &str) -> Result<Self, CatalogError> {
         let mut catalog = Catalog::new();
-        let mut origins: BTreeMap<(&'static str, Key), String> = BTreeMap::new();
+        let mut origins = BTreeMap::new();
         for path in paths {
             for file in catalog_files(path)? {
                 let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
@@ -132,66 +125,52 @@ impl Catalog {
         &mut self,
         doc: &SourceDocument,
         default_namespace: &str,
-        origins: &mut BTreeMap<(&'static str, Key), String>,
+        origins: &mut BTreeMap<ObjectRef, String>,
     ) -> Result<(), CatalogError> {
         let origin = doc.origin();
-        let type_meta: TypeMeta =
-            serde_json::from_value(doc.value.clone()).map_err(|e| CatalogError::Invalid {
-                origin: origin.clone(),
-                kind: "object",
-                message: e.to_string(),
-            })?;
-        let kind: &'static str = match (type_meta.api_version.as_str(), type_meta.kind.as_str()) {
-            (API_VERSION, "LLMModel") => "LLMModel",
-            (API_VERSION, "LLMEngine") => "LLMEngine",
-            _ => {
+        let invalid = |object: &ObjectRef, message: String| CatalogError::Invalid {
+            origin: origin.clone(),
+            kind: object.kind,
+            message,
+        };
+        let (object, decoded) = match CatalogDocument::read(doc, default_namespace) {
+            CatalogDocument::Other { api_version, kind } => {
                 return Err(CatalogError::UnknownKind {
                     origin,
-                    kind: type_meta.kind,
-                    api_version: type_meta.api_version,
-                });
-            }
-        };
-        let invalid = |e: serde_json::Error| CatalogError::Invalid {
-            origin: origin.clone(),
-            kind,
-            message: e.to_string(),
-        };
-        let mut keyed = |meta: &mut ObjectMeta| -> Result<Key, CatalogError> {
-            let namespace = meta
-                .namespace
-                .get_or_insert_with(|| default_namespace.to_owned())
-                .clone();
-            let name = meta.name.clone().unwrap_or_default();
-            if name.is_empty() {
-                return Err(CatalogError::Invalid {
-                    origin: origin.clone(),
                     kind,
-                    message: "metadata.name is missing; give the object a name".to_owned(),
+                    api_version,
                 });
             }
-            let key = (namespace, name);
-            if let Some(first) = origins.insert((kind, key.clone()), origin.clone()) {
-                return Err(CatalogError::Duplicate {
-                    origin: origin.clone(),
-                    kind,
-                    namespace: key.0,
-                    name: key.1,
-                    first,
+            CatalogDocument::Unusable(object, Unusable::Version(api_version)) => {
+                return Err(CatalogError::UnknownKind {
+                    origin,
+                    kind: object.kind.to_owned(),
+                    api_version,
                 });
             }
-            Ok(key)
+            CatalogDocument::Unusable(object, Unusable::NoName) => {
+                let message = "metadata.name is missing; give the object a name".to_owned();
+                return Err(invalid(&object, message));
+            }
+            CatalogDocument::Unusable(object, Unusable::Invalid(message)) => {
+                return Err(invalid(&object, message));
+            }
+            CatalogDocument::Object(object, decoded) => (object, decoded),
         };
-        if kind == "LLMModel" {
-            let mut model: LLMModel = serde_json::from_value(doc.value.clone()).map_err(invalid)?;
-            let key = keyed(&mut model.metadata)?;
-            put(&mut self.models, key, model);
-        } else {
-            let mut engine: LLMEngine =
-                serde_json::from_value(doc.value.clone()).map_err(invalid)?;
-            let key = keyed(&mut engine.metadata)?;
-            put(&mut self.engines, key, engine);
+        if let Some(first) = origins.get(&object) {
+            return Err(CatalogError::Duplicate {
+                origin,
+                kind: object.kind,
+                namespace: object.namespace,
+                name: object.name,
+                first: first.clone(),
+            });
         }
+        match decoded {
+            CatalogObject::Engine(engine) => put(&mut self.engines, key(&object), *engine),
+            CatalogObject::Model(model) => put(&mut self.models, key(&object), *model),
+        }
+        origins.insert(object, origin);
         Ok(())
     }
 
@@ -214,6 +193,10 @@ impl Catalog {
     pub fn engine_count(&self) -> usize {
         self.engines.values().map(BTreeMap::len).sum()
     }
+}
+
+fn key(object: &ObjectRef) -> Key {
+    (object.namespace.clone(), object.name.clone())
 }
 
 fn object_key(meta: &ObjectMeta) -> Key {

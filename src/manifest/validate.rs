@@ -12,9 +12,10 @@ use serde_json::Value;
 
 use super::{SourceDocument, flatten_lists, inject_documents};
 use crate::catalog::Catalog;
-use crate::crd::{API_VERSION, GROUP, LLMEngine, LLMModel, crds};
+use crate::crd::{API_VERSION, LLMEngine, LLMModel, crds};
 use crate::inject::Injector;
 use crate::validate::{Report, validate_engine, validate_model};
+use crate::yaml::{CatalogDocument, CatalogObject, ObjectRef, Unusable};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +209,7 @@ pub fn validate_documents(
 ) -> DocumentsReport {
     let documents = flatten_lists(documents);
     let mut lookup = catalog.clone();
-    let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut first_seen = BTreeMap::new();
     let entries: Vec<Entry> = documents
         .iter()
         .map(|doc| read_entry(doc, default_namespace, &mut first_seen))
@@ -279,52 +280,38 @@ fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
 fn read_entry(
     doc: &SourceDocument,
     default_namespace: &str,
-    first_seen: &mut BTreeMap<String, String>,
+    first_seen: &mut BTreeMap<ObjectRef, String>,
 ) -> Entry {
-    let text = |pointer: &str| doc.value.pointer(pointer).and_then(Value::as_str);
-    let (api_version, kind) = (text("/apiVersion").unwrap_or_default(), text("/kind"));
-    let Some(kind @ ("LLMEngine" | "LLMModel")) = kind else {
-        return Entry::Other;
-    };
-    if api_version.split('/').next() != Some(GROUP) {
-        return Entry::Other;
-    }
-    let namespace = text("/metadata/namespace")
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or(default_namespace);
-    let name = text("/metadata/name").unwrap_or_default();
-    let object = format!(
-        "{kind} {namespace}/{}",
-        if name.is_empty() { "<unnamed>" } else { name }
-    );
     let origin = doc.origin();
-    let unreadable = |message: String| Entry::Unreadable(format!("{origin}: {object}: {message}"));
-    if api_version != API_VERSION {
-        return unreadable(format!(
-            "apiVersion: {api_version:?} is not served; use {API_VERSION}"
-        ));
-    }
-    if name.is_empty() {
-        return unreadable("metadata.name: is missing; give the object a name".to_owned());
-    }
+    let unreadable = |object: &ObjectRef, message: String| {
+        Entry::Unreadable(format!("{origin}: {object}: {message}"))
+    };
+    let (object, decoded) = match CatalogDocument::read(doc, default_namespace) {
+        CatalogDocument::Other { .. } => return Entry::Other,
+        CatalogDocument::Unusable(object, Unusable::Version(api_version)) => {
+            let message = format!("apiVersion: {api_version:?} is not served; use {API_VERSION}");
+            return unreadable(&object, message);
+        }
+        CatalogDocument::Unusable(object, Unusable::NoName) => {
+            let message = "metadata.name: is missing; give the object a name".to_owned();
+            return unreadable(&object, message);
+        }
+        CatalogDocument::Unusable(object, Unusable::Invalid(message)) => {
+            return unreadable(&object, format!("cannot be read: {message}"));
+        }
+        CatalogDocument::Object(object, decoded) => (object, decoded),
+    };
     let first = first_seen
         .entry(object.clone())
         .or_insert_with(|| origin.clone());
     if *first != origin {
-        return unreadable(format!("is defined twice (first in {first}); keep one"));
+        let message = format!("is defined twice (first in {first}); keep one");
+        return unreadable(&object, message);
     }
-    let decoded = if kind == "LLMEngine" {
-        serde_json::from_value(doc.value.clone()).map(|mut engine: LLMEngine| {
-            engine.metadata.namespace = Some(namespace.to_owned());
-            Entry::Engine(Box::new(engine))
-        })
-    } else {
-        serde_json::from_value(doc.value.clone()).map(|mut model: LLMModel| {
-            model.metadata.namespace = Some(namespace.to_owned());
-            Entry::Model(Box::new(model))
-        })
-    };
-    decoded.unwrap_or_else(|e| unreadable(format!("cannot be read: {e}")))
+    match decoded {
+        CatalogObject::Engine(engine) => Entry::Engine(engine),
+        CatalogObject::Model(model) => Entry::Model(model),
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod documents;
 mod edit;
 mod emit;
 mod load;
+mod objects;
 mod resolve;
 mod text;
 
@@ -16,4 +17,5 @@ pub use documents::{
 pub use edit::rewrite;
 pub use emit::to_yaml;
 pub use load::{Document, Node, Shape, YamlError, load};
+pub use objects::{CatalogDocument, CatalogObject, ObjectRef, Unusable};
 pub use resolve::{Plain, plain_is_string, resolve_plain};
