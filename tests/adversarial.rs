@@ -22,7 +22,7 @@
 //! should be (`cargo test --release --test adversarial -- --ignored` shows them
 //! failing). `ADV_DUMP=1 ... -- --nocapture` prints every answer.
 
-mod server_support;
+mod support;
 
 use std::collections::BTreeSet;
 
@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::Pod;
 use llm_injector::server::{AppState, webhook_router};
 use llm_injector::{Catalog, MODEL_ANNOTATION, ModelLookup, STATUS_ANNOTATION};
 use serde_json::{Value, json};
-use server_support::{catalog_with, fixture_json, oneshot, patch_of, ready_state};
+use support::server::{catalog_with, fixture_json, oneshot, patch_of, ready_state};
 
 /// The body limit of `serve` (and of these tests).
 const BODY_LIMIT: usize = 4 * 1024 * 1024;

@@ -6,7 +6,7 @@
 //! and printed, and the goal, asserted, is zero. (Certificate rotation under
 //! load is `rotation_by_symlink_swap_loses_no_request` in tests/server_tls.rs.)
 
-mod server_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use llm_injector::server::tls::generate;
 use llm_injector::server::{ServeConfig, Server, TlsSource};
 use serde_json::Value;
-use server_support::{
+use support::server::{
     ServeProcess, TempDir, connect_keep_alive, fixture_json, get_plain, patch_of, post_on, root,
     tls_connector,
 };

@@ -6,11 +6,11 @@
 //!
 //! Refresh with `UPDATE_GOLDEN=1 cargo test --release --test golden` and review the diff.
 
-mod common;
+mod support;
 
 use std::process::Output;
 
-use common::{check_golden, golden_path, inputs};
+use support::{check_golden, golden_path, inputs};
 
 const CATALOGS: [&str; 2] = ["examples/catalog", "tests/golden/catalog.yaml"];
 
@@ -20,7 +20,7 @@ fn inject(input: &str, stdin: Option<&[u8]>) -> Output {
     for catalog in CATALOGS {
         args.extend(["--catalog", catalog]);
     }
-    common::run(&args, stdin)
+    support::run(&args, stdin)
 }
 
 /// The inputs of a golden directory: `*.yaml` but not `*.injected.yaml`.
@@ -116,7 +116,7 @@ fn no_orphan_golden_files() {
                 .strip_suffix(".injected.yaml")
                 .or_else(|| name.strip_suffix(".stderr"))
                 .unwrap_or(name);
-            if !common::root()
+            if !support::root()
                 .join(input_dir)
                 .join(format!("{stem}.yaml"))
                 .is_file()

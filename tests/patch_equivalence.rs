@@ -8,9 +8,11 @@
 //! pod and pod template of the examples, the golden cases and errors, the
 //! apiserver fixtures and a few hand-made edge cases.
 
-mod server_support;
+mod support;
 
-use std::path::{Path, PathBuf};
+use support::root;
+
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -20,12 +22,8 @@ use llm_injector::{Catalog, InjectOptions, ModelLookup};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn catalog() -> Catalog {
-    server_support::golden_catalog()
+    support::server::golden_catalog()
 }
 
 /// One injector for every check of a test binary.

@@ -4,7 +4,7 @@
 //! "restricted". The checks below implement the standard's controls for the
 //! fields a pod spec can carry (Linux pods, policy version 1.33).
 
-mod server_support;
+mod support;
 
 use std::collections::BTreeMap;
 
@@ -203,7 +203,7 @@ fn injected_containers(spec: &PodSpec) -> Vec<&Container> {
 }
 
 fn catalog() -> Catalog {
-    server_support::golden_catalog()
+    support::server::golden_catalog()
 }
 
 fn pod(namespace: &str, model: &str, security: Option<PodSecurityContext>) -> Pod {

@@ -4,7 +4,7 @@
 //! 503 when all are down, client cancellation, drain at shutdown, garbage
 //! input, metrics and the `route` binary itself.
 
-mod router_support;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,11 +15,11 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper::header;
-use router_support::{
+use serde_json::{Value, json};
+use support::router::{
     FakeOllama, RunningRouter, TestBody, client, dead_port, full, generate_line, get_request,
     metric_value, open, post_json, send, sse_events, wait_until,
 };
-use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `name` of the backend that answered a generate stream's first line.
@@ -489,7 +489,7 @@ async fn no_healthy_backend_gives_503_json_until_one_comes_up() {
         Some(1.0)
     );
 
-    let a = FakeOllama::start_at(p2, router_support::FakeState::new("a")).await;
+    let a = FakeOllama::start_at(p2, support::router::FakeState::new("a")).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while router.admin_get("/readyz").await.0 != 200 {
         assert!(Instant::now() < deadline, "/readyz stayed 503");

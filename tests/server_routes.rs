@@ -1,7 +1,7 @@
 //! The webhook and admin routers, driven with `oneshot` on AdmissionReviews
 //! captured from a real kube-apiserver 1.36 (no network, no TLS).
 
-mod server_support;
+mod support;
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +10,7 @@ use llm_injector::manifest::{SourceDocument, inject_documents};
 use llm_injector::server::{AppState, admin_router, webhook_router};
 use llm_injector::{Catalog, Injector};
 use serde_json::{Value, json};
-use server_support::{fixture, fixture_json, oneshot, patch_of, ready_state, root};
+use support::server::{fixture, fixture_json, oneshot, patch_of, ready_state, root};
 
 fn state() -> AppState {
     let catalog = Catalog::load(&root().join("examples/catalog"), "default").expect("catalog");

@@ -4,7 +4,7 @@
 //! refused; plain HTTP on the HTTPS port gets nothing, TLS 1.0/1.1 and
 //! non-AEAD suites get an alert; SIGTERM drains.
 
-mod server_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use llm_injector::server::tls::generate;
 use llm_injector::server::{ServeConfig, Server, TlsSource};
-use server_support::{ServeProcess, fixture, get_plain, post, root, tls_connector};
+use support::server::{ServeProcess, fixture, get_plain, post, root, tls_connector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn local() -> SocketAddr {
@@ -50,7 +50,7 @@ async fn start(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_server_answers_a_client_trusting_its_ca() {
-    let dir = server_support::TempDir::new();
+    let dir = support::server::TempDir::new();
     let ca_file = dir.path().join("ca.crt");
     let (addr, admin, stop, handle) = start(config(TlsSource::SelfSigned {
         ca_file: ca_file.clone(),
@@ -68,7 +68,7 @@ async fn self_signed_server_answers_a_client_trusting_its_ca() {
     assert_eq!(answer.status, 200);
     let review = answer.json();
     assert_eq!(review["response"]["allowed"], true);
-    assert!(server_support::patch_of(&review).is_some());
+    assert!(support::server::patch_of(&review).is_some());
     assert_eq!(get_plain(admin, "/readyz").await.unwrap().0, 200);
 
     // A client that does not trust the CA is refused at the handshake.
@@ -188,7 +188,7 @@ fn leaf_der(cert_pem: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_by_symlink_swap_loses_no_request() {
-    let dir = server_support::TempDir::new();
+    let dir = support::server::TempDir::new();
     let first = generate("llm-injector", &["localhost".to_owned()]).unwrap();
     write_secret_volume(dir.path(), 1, &first.cert_pem, &first.key_pem);
     let mut config = config(TlsSource::Files {
@@ -290,7 +290,7 @@ fn sigterm_turns_unready_finishes_in_flight_and_exits_0() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let dir = server_support::TempDir::new();
+        let dir = support::server::TempDir::new();
         let ca_file = dir.path().join("ca.crt");
         let catalog = root().join("examples/catalog");
         let server = ServeProcess::start(&[

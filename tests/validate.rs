@@ -8,12 +8,12 @@
 //!
 //! Refresh with `UPDATE_GOLDEN=1 cargo test --release --test validate` and review the diff.
 
-mod common;
+mod support;
 
 use std::process::Output;
 
-use common::{check_golden, golden_path, inputs};
 use llm_injector::validate::Rule;
+use support::{check_golden, golden_path, inputs};
 
 const DIR: &str = "tests/golden/validate";
 
@@ -22,7 +22,7 @@ fn validate(inputs: &[&str], stdin: Option<&[u8]>) -> Output {
     for input in inputs {
         args.extend(["-f", input]);
     }
-    common::run(&args, stdin)
+    support::run(&args, stdin)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -92,7 +92,7 @@ fn reads_stdin_and_several_inputs() {
 /// Every rule has a row in the README's "Validation rules" table.
 #[test]
 fn readme_lists_every_rule() {
-    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(support::root().join("README.md")).expect("README.md");
     let section = readme
         .split("\n## Validation rules\n")
         .nth(1)

@@ -7,13 +7,13 @@
 //! the same error. tests/golden.rs checks that `inject` gives the golden
 //! files; tests/e2e does the same through a real kube-apiserver.
 
-mod server_support;
+mod support;
 
 use llm_injector::MODEL_ANNOTATION;
 use llm_injector::manifest::{SourceDocument, flatten_lists, inject_documents, read_documents};
 use llm_injector::server::{AppState, webhook_router};
 use serde_json::{Value, json};
-use server_support::{golden_catalog, oneshot, patch_of, ready_state, root};
+use support::server::{golden_catalog, oneshot, patch_of, ready_state, root};
 
 fn state() -> AppState {
     ready_state(golden_catalog(), 4 * 1024 * 1024)

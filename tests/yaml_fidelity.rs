@@ -5,20 +5,19 @@
 //! again changes nothing). `.ci/yaml_fidelity.py` reads the same outputs
 //! with PyYAML and kubernetes-validate.
 
-#[allow(dead_code)]
-mod common;
+mod support;
 
 use serde_json::Value;
 
 use llm_injector::yaml::load;
 
 fn corpus() -> Vec<(String, String)> {
-    common::inputs("tests/yaml_fidelity", |p| {
+    support::inputs("tests/yaml_fidelity", |p| {
         p.extension().is_some_and(|e| e == "yaml")
     })
     .into_iter()
     .map(|file| {
-        let text = std::fs::read_to_string(common::root().join(&file)).expect("corpus file");
+        let text = std::fs::read_to_string(support::root().join(&file)).expect("corpus file");
         (file, text)
     })
     .collect()
@@ -34,7 +33,7 @@ fn inject(text: &str) -> Result<String, String> {
         "--catalog",
         "examples/catalog",
     ];
-    let output = common::run(&args, Some(text.as_bytes()));
+    let output = support::run(&args, Some(text.as_bytes()));
     if output.status.success() {
         Ok(String::from_utf8(output.stdout).expect("UTF-8 output"))
     } else {

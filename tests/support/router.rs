@@ -1,7 +1,6 @@
 //! Shared by the router tests: a fake Ollama instance (an axum app on
 //! loopback that can be killed and restarted on the same port), the router
 //! started in-process, and small HTTP client helpers.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,9 +1,11 @@
 //! Shared by the server and injection tests: fixtures, the golden catalogs,
 //! a ready `AppState`, and a real HTTPS client over loopback.
-#![allow(dead_code)]
+
+use std::sync::Arc;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+
+pub use super::root;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -40,11 +42,6 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// `examples/catalog` and the catalog `extra` (a path from the root), in
 /// namespace "default" where an object names none.
 pub fn catalog_with(extra: &str) -> llm_injector::Catalog {

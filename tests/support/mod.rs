@@ -1,6 +1,12 @@
-//! Helpers of the golden tests (`tests/golden.rs`, `tests/validate.rs`): run
-//! the real binary from the repository root and compare its output with
-//! golden files, refreshed under `UPDATE_GOLDEN`.
+//! What the integration tests share: the repository root, running the real
+//! binary and comparing its output with golden files (refreshed under
+//! `UPDATE_GOLDEN`); [`server`] for the webhook tests (fixtures, the golden
+//! catalogs, a ready `AppState`, an HTTPS client) and [`router`] for the
+//! router tests (a fake Ollama instance, the router in process).
+#![allow(dead_code)]
+
+pub mod router;
+pub mod server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
