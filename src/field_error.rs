@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 /// Why `value` does not decode as a `T`, naming the field: `Some("spec.x:
 /// invalid type: ...")`, or `None` if it does decode.
+#[cfg(feature = "server")]
 pub fn field_error<T: DeserializeOwned>(value: &serde_json::Value) -> Option<String> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(_) => None,
@@ -38,6 +39,7 @@ pub fn field_error_under<T: DeserializeOwned>(
 
 /// Why `body` does not decode as a `T`, naming the field from the root of the
 /// body, with `prefix` (such as `request.object.`) taken off the path.
+#[cfg(feature = "server")]
 pub fn field_error_in<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Option<String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {

@@ -23,6 +23,7 @@ pub mod inject;
 pub mod layout;
 pub mod lookup;
 pub mod manifest;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod validate;
 pub mod yaml;

@@ -3,6 +3,37 @@
 //! (files), the server's reflectors (a cluster) and the file reloader.
 //!
 //! [`Catalog`]: crate::Catalog
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llm_injector::crd::{LLMEngine, LLMModel};
+//! use llm_injector::ModelLookup;
+//!
+//! /// One model and its engine, whatever is asked.
+//! struct Fixed(Arc<LLMModel>, Arc<LLMEngine>);
+//!
+//! impl ModelLookup for Fixed {
+//!     fn model(&self, _namespace: &str, name: &str) -> Option<Arc<LLMModel>> {
+//!         (self.0.metadata.name.as_deref() == Some(name)).then(|| self.0.clone())
+//!     }
+//!     fn engine(&self, _namespace: &str, name: &str) -> Option<Arc<LLMEngine>> {
+//!         (self.1.metadata.name.as_deref() == Some(name)).then(|| self.1.clone())
+//!     }
+//!     fn model_names(&self, _namespace: &str) -> Vec<String> {
+//!         self.0.metadata.name.iter().cloned().collect()
+//!     }
+//! }
+//!
+//! let model: LLMModel = serde_yaml::from_str(
+//!     "metadata: {name: m}\nspec: {engineRef: {name: e}, model: 'qwen3:0.6b'}",
+//! ).unwrap();
+//! let engine: LLMEngine = serde_yaml::from_str(
+//!     "metadata: {name: e}\nspec: {runtime: Ollama, accelerator: {vendor: None}}",
+//! ).unwrap();
+//! let lookup = Fixed(Arc::new(model), Arc::new(engine));
+//! // The default method, from `model_names` and `model`:
+//! assert_eq!(lookup.models_using_engine("default", "e").len(), 1);
+//! ```
 
 use std::sync::Arc;
 

@@ -3,6 +3,25 @@
 //!
 //! The Rust types are the source of truth: `crds/*.yaml` are generated from
 //! them by [`crd_manifests`] and a test fails when the committed files drift.
+//!
+//! ```
+//! use llm_injector::crd::{LLMModel, Vendor, crds};
+//!
+//! let model: LLMModel = serde_yaml::from_str(r#"
+//! apiVersion: llm.injector.dev/v1alpha1
+//! kind: LLMModel
+//! metadata: {name: qwen-mp2, namespace: team-a}
+//! spec:
+//!   engineRef: {name: ollama-nvidia}
+//!   model: qwen3:32b
+//!   parallelism: {model: 2}
+//! "#).unwrap();
+//! // GPUs per instance: parallelism.model (when unset: 1 on a GPU engine, 0 on a CPU one).
+//! assert_eq!(model.spec.effective_gpus(Vendor::Nvidia), 2);
+//!
+//! let names: Vec<String> = crds().into_iter().map(|(_, crd)| crd.metadata.name.unwrap()).collect();
+//! assert_eq!(names, ["llmengines.llm.injector.dev", "llmmodels.llm.injector.dev"]);
+//! ```
 
 mod engine;
 mod model;

@@ -69,7 +69,8 @@ pub use crate::layout::{
 pub use containers::{LOADED_CHECK, restricted_security_context};
 pub use error::InjectError;
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
-pub use plan::{ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES, Plan, complete_resources};
+use plan::Plan;
+pub use plan::{ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES};
 pub use prepared::PodPatch;
 pub use typos::opt_in_mistakes;
 pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
@@ -109,7 +110,7 @@ impl PodLike for PodTemplateSpec {
 
 /// What the annotations of a pod ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request<'a> {
+enum Request<'a> {
     /// No `llm.injector.dev/model` annotation: leave the pod alone.
     NotRequested,
     /// The pod already carries `llm.injector.dev/status`: injection happened.
@@ -119,7 +120,7 @@ pub enum Request<'a> {
 }
 
 /// Reads the opt-in annotation from a pod's metadata.
-pub fn requested_model(meta: Option<&ObjectMeta>) -> Request<'_> {
+fn requested_model(meta: Option<&ObjectMeta>) -> Request<'_> {
     let Some(annotations) = meta.and_then(|m| m.annotations.as_ref()) else {
         return Request::NotRequested;
     };
@@ -134,7 +135,7 @@ pub fn requested_model(meta: Option<&ObjectMeta>) -> Request<'_> {
 }
 
 /// Checks that an annotation value is a plain object name in the pod's namespace.
-pub fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError> {
+fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError> {
     let why = if value.trim().is_empty() {
         Some(" (it is empty)")
     } else if value.contains('/') {

@@ -14,6 +14,30 @@
 //! | Kubernetes YAML documents (the CLI) | [`crate::manifest::validate_documents`] |
 //!
 //! Every rule is a [`Rule`]; the README's "Validation rules" table lists them.
+//!
+//! ```
+//! use llm_injector::crd::{LLMEngine, LLMModel};
+//! use llm_injector::validate::{Rule, validate_model_on};
+//!
+//! let engine: LLMEngine = serde_yaml::from_str(r#"
+//! apiVersion: llm.injector.dev/v1alpha1
+//! kind: LLMEngine
+//! metadata: {name: ollama-nvidia}
+//! spec: {runtime: Ollama, accelerator: {vendor: NVIDIA, maxDevicesPerInstance: 2}}
+//! "#).unwrap();
+//! let model: LLMModel = serde_yaml::from_str(r#"
+//! apiVersion: llm.injector.dev/v1alpha1
+//! kind: LLMModel
+//! metadata: {name: too-wide}
+//! spec: {engineRef: {name: ollama-nvidia}, model: "qwen3:32b", parallelism: {model: 4}}
+//! "#).unwrap();
+//!
+//! let report = validate_model_on(&model, &engine);
+//! assert!(!report.is_allowed());
+//! let error = &report.errors[0];
+//! assert_eq!(error.field, "spec.parallelism.model");
+//! assert!(error.message.contains("maxDevicesPerInstance"), "{}", error.message);
+//! ```
 
 mod client_env;
 mod engine;
