@@ -22,7 +22,7 @@ use super::user::{self, NO_GPU_ENV};
 use super::{InjectError, InjectOptions, InjectionStatus};
 use crate::STATUS_ANNOTATION;
 use crate::crd::{LLMEngine, LLMModel};
-use crate::layout::{INJECTED_VOLUMES, PULL_CONTAINER, ROUTER_CONTAINER};
+use crate::layout::INJECTED_VOLUMES;
 
 /// How many pod shapes one prepared injection remembers patches for; past
 /// that they are forgotten and built again.
@@ -127,8 +127,6 @@ impl Prepared {
             resource_claims: claim_names.clone(),
             endpoint: plan.endpoint_url(),
         };
-        debug_assert_eq!(init_names.first().map(String::as_str), Some(PULL_CONTAINER));
-        debug_assert!(plan.router.is_none() || init_names.last().unwrap() == ROUTER_CONTAINER);
         Ok(Prepared {
             init_containers: all_json(&init)?,
             init_names,
