@@ -25,6 +25,7 @@ pub mod lookup;
 pub mod manifest;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod status;
 pub mod validate;
 pub mod yaml;
 

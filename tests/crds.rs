@@ -54,15 +54,35 @@ fn crd_names_and_columns() {
                 .is_some()
         );
     }
-    let columns: Vec<String> = model.spec.versions[0]
-        .additional_printer_columns
-        .iter()
-        .flatten()
-        .map(|c| c.name.to_uppercase())
-        .collect();
+    let columns = |crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| -> Vec<String> {
+        crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.to_uppercase())
+            .collect()
+    };
+    // What a model resolves to comes from its status, so a defaulted field
+    // shows its value instead of an empty column.
     assert_eq!(
-        columns,
-        ["MODEL", "ENGINE", "DATA", "MODEL-PAR", "GPUS", "AGE"]
+        columns(model),
+        [
+            "MODEL",
+            "ENGINE",
+            "INSTANCES",
+            "GPUS-PER-INSTANCE",
+            "GPUS",
+            "READY-PODS",
+            "VALID",
+            "READY",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        columns(engine),
+        [
+            "RUNTIME", "VENDOR", "MAX-GPUS", "VALID", "PORT", "IMAGE", "AGE"
+        ]
     );
 }
 

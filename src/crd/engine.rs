@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::ResourceStatus;
+use super::LLMEngineStatus;
 
 /// The Ollama image used when an engine names none (CPU and NVIDIA).
 pub const DEFAULT_CPU_IMAGE: &str = "ollama/ollama:0.12.6";
@@ -37,7 +37,7 @@ pub const DEFAULT_PORT: i32 = 11434;
     category = "llm",
     namespaced,
     cel,
-    status = "ResourceStatus",
+    status = "LLMEngineStatus",
     doc = "An inference engine (Ollama) and how it runs: image, base port, accelerator vendor and allocation, resources of one instance, model store.",
     printcolumn(name = "Runtime", type_ = "string", json_path = ".spec.runtime"),
     printcolumn(
@@ -48,7 +48,12 @@ pub const DEFAULT_PORT: i32 = 11434;
     printcolumn(
         name = "Max-GPUs",
         type_ = "integer",
-        json_path = ".spec.accelerator.maxDevicesPerInstance"
+        json_path = ".status.maxDevicesPerInstance"
+    ),
+    printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Valid\")].status"
     ),
     printcolumn(name = "Port", type_ = "integer", json_path = ".spec.port"),
     printcolumn(

@@ -36,7 +36,7 @@ pub use model::{
     DEVICE_VISIBILITY_ENV, EngineRef, LLMModel, LLMModelSpec, Parallelism, STANDARD_CLIENT_ENV,
     Serving,
 };
-pub use status::ResourceStatus;
+pub use status::{LLMEngineStatus, LLMModelStatus, PodCounts};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

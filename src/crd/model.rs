@@ -4,7 +4,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceStatus, Vendor};
+use super::{LLMModelStatus, Vendor};
 
 /// One model and how it is served: which engine, how many GPUs per engine
 /// instance (model parallelism) and how many instances (data parallelism).
@@ -20,17 +20,33 @@ use super::{ResourceStatus, Vendor};
     category = "llm",
     namespaced,
     cel,
-    status = "ResourceStatus",
+    status = "LLMModelStatus",
     doc = "A model served by an LLMEngine, with its model and data parallelism. Pods ask for it with the annotation llm.injector.dev/model.",
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
     printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engineRef.name"),
-    printcolumn(name = "Data", type_ = "integer", json_path = ".spec.parallelism.data"),
+    printcolumn(name = "Instances", type_ = "integer", json_path = ".status.instances"),
     printcolumn(
-        name = "Model-Par",
+        name = "GPUs-Per-Instance",
         type_ = "integer",
-        json_path = ".spec.parallelism.model"
+        json_path = ".status.gpusPerInstance",
+        priority = 1
     ),
     printcolumn(name = "GPUs", type_ = "integer", json_path = ".status.gpusPerPod"),
+    printcolumn(
+        name = "Ready-Pods",
+        type_ = "integer",
+        json_path = ".status.pods.ready"
+    ),
+    printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Valid\")].status"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
