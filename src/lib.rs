@@ -17,6 +17,10 @@ pub(crate) mod field_error;
 pub const MODEL_ANNOTATION: &str = "llm.injector.dev/model";
 /// The annotation the injector writes on an injected pod, describing what it added.
 pub const STATUS_ANNOTATION: &str = "llm.injector.dev/status";
+/// The label the injector puts on an injected pod: the LLMModel's name, so
+/// that the pods of a model can be selected (`kubectl get pods -l`, a
+/// controller's watch, an InferencePool).
+pub const MODEL_LABEL: &str = "llm.injector.dev/model";
 
 pub mod catalog;
 pub mod inject;

@@ -1515,12 +1515,27 @@ fn check_patched(request: &Value, answer: &Value) -> Value {
         serde_json::from_value(after.clone()).expect("the patched object is still a v1 Pod");
     assert!(typed.spec.is_some());
 
-    // Metadata: only the status annotation is added.
+    // Metadata: only the status annotation and the model label are added.
     let mut meta = after["metadata"].clone();
     let status = meta["annotations"]
         .as_object_mut()
         .and_then(|a| a.remove(STATUS_ANNOTATION))
         .expect("status annotation");
+    // The label holds the model's name, unless it is too long for a label value.
+    let model = before["metadata"]["annotations"][MODEL_ANNOTATION].clone();
+    let expected = model.as_str().filter(|m| m.len() <= 63).map(Value::from);
+    if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
+        assert_eq!(
+            labels.remove(llm_injector::MODEL_LABEL),
+            expected,
+            "the model label names the model"
+        );
+        if labels.is_empty() && before["metadata"].get("labels").is_none() {
+            meta.as_object_mut().unwrap().remove("labels");
+        }
+    } else {
+        assert_eq!(expected, None, "the model label names the model");
+    }
     if before["metadata"]["annotations"].is_object() {
         assert_eq!(
             meta, before["metadata"],

@@ -85,6 +85,17 @@ pub enum InjectError {
         wanted: String,
     },
 
+    /// The pod sets the model label to another model's name.
+    #[error(
+        "the pod sets label {label} to {}, but it is injected with LLMModel {model:?}, whose name injection puts in that label; remove the label or set it to {model:?}",
+        shown(value)
+    )]
+    LabelConflict {
+        label: &'static str,
+        value: String,
+        model: String,
+    },
+
     /// The object has no pod spec to inject into.
     #[error("the object has no pod spec (spec is missing); nothing to inject into")]
     NoPodSpec,
@@ -131,6 +142,7 @@ impl InjectError {
             InjectError::Invalid { violation, .. } => violation.rule.id(),
             InjectError::PortInUse { .. } => "port_in_use",
             InjectError::RuntimeClassConflict { .. } => "runtime_class_conflict",
+            InjectError::LabelConflict { .. } => "label_conflict",
             InjectError::NoPodSpec => "no_pod_spec",
             InjectError::Serialize(_) => "internal",
         }

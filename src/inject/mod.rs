@@ -78,7 +78,7 @@ pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
 use crate::crd::{LLMEngine, LLMModel};
 use crate::lookup::ModelLookup;
 use crate::validate::is_dns_subdomain;
-use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
+use crate::{MODEL_ANNOTATION, MODEL_LABEL, STATUS_ANNOTATION};
 use prepared::Prepared;
 use shape::PodShape;
 
@@ -445,8 +445,26 @@ fn inject_prepared(
             wanted: wanted.clone(),
         });
     }
+    let label = meta
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(MODEL_LABEL));
+    if let Some(value) = label
+        && Some(value.as_str()) != prepared.model_label.as_deref()
+    {
+        return Err(InjectError::LabelConflict {
+            label: MODEL_LABEL,
+            value: value.clone(),
+            model: plan.model_name.clone(),
+        });
+    }
     let pull_uid = classic_mesh_proxy_uid(spec);
-    let warnings = injection_warnings(spec, plan, &prepared.user_env);
+    let mut warnings = injection_warnings(spec, plan, &prepared.user_env);
+    if prepared.model_label.is_none() {
+        warnings.push(format!(
+            "LLMModel {:?} has a name longer than 63 characters, which no label value can hold, so the pod carries no {MODEL_LABEL} label and selectors by model miss it: give the model a shorter name",
+            plan.model_name
+        ));
+    }
     let shape = PodShape::of(meta, spec, &prepared.user_env, pull_uid);
     Ok(Injection {
         patch: prepared.patch_for(&shape)?,

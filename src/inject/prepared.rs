@@ -17,12 +17,12 @@ use serde_json::{Map, Value};
 
 use super::containers;
 use super::plan::Plan;
-use super::shape::{MetadataShape, PodShape};
+use super::shape::{LabelsShape, MetadataShape, PodShape};
 use super::user::{self, NO_GPU_ENV};
 use super::{InjectError, InjectOptions, InjectionStatus};
-use crate::STATUS_ANNOTATION;
 use crate::crd::{LLMEngine, LLMModel};
 use crate::layout::INJECTED_VOLUMES;
+use crate::{MODEL_LABEL, STATUS_ANNOTATION};
 
 /// How many pod shapes one prepared injection remembers patches for; past
 /// that they are forgotten and built again.
@@ -84,6 +84,9 @@ pub struct Prepared {
     user_env_json: Vec<Value>,
     pub(super) status: Arc<InjectionStatus>,
     status_json: String,
+    /// The value of the model label: the model's name, when it is a valid
+    /// label value (63 characters at most).
+    pub(super) model_label: Option<String>,
     patches: Mutex<HashMap<PodShape, Arc<PodPatch>>>,
 }
 
@@ -138,6 +141,7 @@ impl Prepared {
             status_json: serde_json::to_string(&status)
                 .map_err(|e| InjectError::Serialize(e.to_string()))?,
             status: Arc::new(status),
+            model_label: (plan.model_name.len() <= 63).then(|| plan.model_name.clone()),
             plan,
             patches: Mutex::new(HashMap::new()),
         })
@@ -163,23 +167,26 @@ impl Prepared {
     /// diff of whole pods), then an `add` for each env entry put before a
     /// user container's own (a diff would replace the shifted entries).
     fn build_patch(&self, shape: &PodShape) -> Result<json_patch::Patch, InjectError> {
-        let before = shape.touched_json();
+        let label = self.model_label.as_deref();
+        let before = shape.touched_json(label);
         let mut after = before.clone();
         let pod = after.as_object_mut().expect("touched_json is an object");
-        let annotations = pod
+        let meta = pod
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()))
             .as_object_mut()
-            .expect("metadata is an object")
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        annotations
-            .as_object_mut()
-            .expect("annotations is an object")
-            .insert(
-                STATUS_ANNOTATION.to_owned(),
-                Value::String(self.status_json.clone()),
-            );
+            .expect("metadata is an object");
+        let mut add = |map: &str, key: &str, value: &str| {
+            meta.entry(map)
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("annotations and labels are objects")
+                .insert(key.to_owned(), Value::String(value.to_owned()));
+        };
+        add("annotations", STATUS_ANNOTATION, &self.status_json);
+        if let Some(label) = label {
+            add("labels", MODEL_LABEL, label);
+        }
         let spec = pod
             .get_mut("spec")
             .and_then(Value::as_object_mut)
@@ -247,13 +254,29 @@ fn append(spec: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
 }
 
 impl MetadataShape {
-    fn json(self) -> Option<Value> {
+    /// The metadata's JSON as far as injection touches it; `label` is the
+    /// model label's value (what a pod of shape `WithModel` holds).
+    fn json(self, label: Option<&str>) -> Option<Value> {
+        let MetadataShape::Present {
+            annotations,
+            labels,
+        } = self
+        else {
+            return None;
+        };
         let mut meta = Map::new();
-        match self {
-            MetadataShape::Absent => return None,
-            MetadataShape::NoAnnotations => {}
-            MetadataShape::Annotations => {
-                meta.insert("annotations".to_owned(), Value::Object(Map::new()));
+        if annotations {
+            meta.insert("annotations".to_owned(), Value::Object(Map::new()));
+        }
+        let mut label_map = Map::new();
+        match (labels, label) {
+            (LabelsShape::Absent, _) => {}
+            (LabelsShape::WithModel, Some(value)) => {
+                label_map.insert(MODEL_LABEL.to_owned(), Value::String(value.to_owned()));
+                meta.insert("labels".to_owned(), Value::Object(label_map));
+            }
+            (LabelsShape::Without | LabelsShape::WithModel, _) => {
+                meta.insert("labels".to_owned(), Value::Object(label_map));
             }
         }
         Some(Value::Object(meta))
@@ -267,7 +290,7 @@ impl PodShape {
     /// appends to (`initContainers`, `volumes`, `resourceClaims`, their
     /// entries written as `{}`, which keeps the indexes of those after them)
     /// and `runtimeClassName`. A field absent from the pod is absent here.
-    fn touched_json(&self) -> Value {
+    fn touched_json(&self, label: Option<&str>) -> Value {
         let kept = |count: usize| Value::Array(vec![Value::Object(Map::new()); count]);
         let mut spec = Map::new();
         for (key, count) in [
@@ -283,7 +306,7 @@ impl PodShape {
             spec.insert("runtimeClassName".to_owned(), Value::String(class.clone()));
         }
         let mut pod = Map::new();
-        if let Some(meta) = self.metadata.json() {
+        if let Some(meta) = self.metadata.json(label) {
             pod.insert("metadata".to_owned(), meta);
         }
         pod.insert("spec".to_owned(), Value::Object(spec));

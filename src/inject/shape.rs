@@ -6,14 +6,27 @@ use k8s_openapi::api::core::v1::{EnvVar, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::user::{self, EnvAdditions};
+use crate::MODEL_LABEL;
 
-/// Whether the pod has metadata, and annotations in it.
+/// Whether the pod has metadata, annotations and labels in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum MetadataShape {
     /// A pod template without `metadata`.
     Absent,
-    NoAnnotations,
-    Annotations,
+    Present {
+        annotations: bool,
+        labels: LabelsShape,
+    },
+}
+
+/// The pod's labels, as far as the model label goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum LabelsShape {
+    Absent,
+    /// Labels without the model label.
+    Without,
+    /// The model label with the model's name already.
+    WithModel,
 }
 
 /// The env entries put before one user container's own.
@@ -54,8 +67,15 @@ impl PodShape {
     ) -> Self {
         let metadata = match meta {
             None => MetadataShape::Absent,
-            Some(m) if m.annotations.is_some() => MetadataShape::Annotations,
-            Some(_) => MetadataShape::NoAnnotations,
+            Some(m) => MetadataShape::Present {
+                annotations: m.annotations.is_some(),
+                labels: match &m.labels {
+                    None => LabelsShape::Absent,
+                    // A label with another value is refused before.
+                    Some(labels) if labels.contains_key(MODEL_LABEL) => LabelsShape::WithModel,
+                    Some(_) => LabelsShape::Without,
+                },
+            },
         };
         let env = spec
             .containers
