@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Image of the llm-router sidecar added when parallelism.data > 1.
     #[arg(long, env = "LLM_INJECTOR_ROUTER_IMAGE", default_value = llm_injector::inject::DEFAULT_ROUTER_IMAGE)]
     router_image: String,
+    /// Without --catalog: also write the status of LLMModels and LLMEngines
+    /// (conditions, resolved shape, pod counts); `false` only serves.
+    #[arg(long, env = "LLM_INJECTOR_STATUS_CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]
+    status_controller: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
@@ -95,6 +99,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     config.shutdown_delay = args.shutdown_delay;
     config.drain_timeout = args.drain_timeout;
     config.inject_options.router_image = args.router_image.clone();
+    config.status_controller = args.status_controller;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -46,6 +46,24 @@ pub struct Metrics {
     latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
     catalog: Family<CatalogLabels, Gauge>,
     catalog_reloads: Family<ReloadLabels, Counter>,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+fn reconcile_histogram() -> Histogram {
+    // 1 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,6 +81,11 @@ impl Default for Metrics {
         );
         let catalog = Family::<CatalogLabels, Gauge>::default();
         let catalog_reloads = Family::<ReloadLabels, Counter>::default();
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        let reconcile_duration =
+            Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                reconcile_histogram,
+            );
         registry.register(
             "admission_reviews",
             "AdmissionReviews answered, by webhook, object kind, operation and outcome (allowed, patched, denied)",
@@ -88,6 +111,16 @@ impl Default for Metrics {
             "Changes of the --catalog files seen, by result (reloaded, or refused and the previous catalog kept)",
             catalog_reloads.clone(),
         );
+        registry.register(
+            "status_reconciles",
+            "Status reconciles of LLMModels and LLMEngines, by kind and result (written, unchanged, or error)",
+            reconciles.clone(),
+        );
+        registry.register(
+            "status_reconcile_duration_seconds",
+            "Time to compute and write one object's status, by kind",
+            reconcile_duration.clone(),
+        );
         Metrics {
             registry,
             reviews,
@@ -95,6 +128,8 @@ impl Default for Metrics {
             latency,
             catalog,
             catalog_reloads,
+            reconciles,
+            reconcile_duration,
         }
     }
 }
@@ -145,6 +180,16 @@ impl Metrics {
         self.catalog_reloads
             .get_or_create(&ReloadLabels { result })
             .inc();
+    }
+
+    /// Counts one status reconcile of `kind` and its duration.
+    pub fn reconcile(&self, kind: &'static str, result: &'static str, seconds: f64) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels { kind, result })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&KindLabels { kind })
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition of every metric.

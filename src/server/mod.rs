@@ -11,6 +11,7 @@ mod metrics;
 mod polled_files;
 pub mod review;
 mod routes;
+pub mod status_controller;
 pub mod tls;
 
 use std::future::Future;
@@ -70,6 +71,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// Deployment-level injection settings (the router image).
     pub inject_options: InjectOptions,
+    /// In cluster mode, also write the status of LLMModels and LLMEngines.
+    pub status_controller: bool,
 }
 
 impl ServeConfig {
@@ -87,6 +90,7 @@ impl ServeConfig {
             shutdown_delay: Duration::from_secs(0),
             drain_timeout: Duration::from_secs(25),
             inject_options: InjectOptions::default(),
+            status_controller: true,
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct Server {
     config: ServeConfig,
     cert_files: Option<Arc<tls::FileCerts>>,
     cluster: Option<ClusterCatalog>,
+    /// The client of the status controller, when it runs.
+    status_client: Option<kube::Client>,
     catalog_files: Option<Arc<FileCatalog>>,
     /// Set for a self-signed start: the CA file clients must trust.
     pub ca_file: Option<PathBuf>,
@@ -163,6 +169,7 @@ impl Server {
         let tls = tls::server_config(resolver)?;
 
         let health = Arc::new(Health::default());
+        let mut status_client = None;
         let (source, cluster, catalog_files): (Arc<dyn CatalogSource>, _, _) = match &config.catalog
         {
             Some(paths) => {
@@ -174,6 +181,9 @@ impl Server {
                 let client = kube::Client::try_default()
                     .await
                     .map_err(|e| ServeError::Kube(e.to_string()))?;
+                if config.status_controller {
+                    status_client = Some(client.clone());
+                }
                 let cluster = ClusterCatalog::start(client);
                 (Arc::new(cluster.clone()), Some(cluster), None)
             }
@@ -203,6 +213,7 @@ impl Server {
             config,
             cert_files,
             cluster,
+            status_client,
             catalog_files,
             ca_file,
         })
@@ -228,9 +239,13 @@ impl Server {
             config,
             cert_files,
             cluster,
+            status_client,
             catalog_files,
             ..
         } = self;
+        if let Some(client) = status_client {
+            tokio::spawn(status_controller::run(client, state.metrics.clone()));
+        }
         if let TlsSource::Files {
             reload_interval, ..
         } = &config.tls

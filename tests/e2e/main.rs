@@ -21,6 +21,7 @@ mod kubectl;
 mod overhead;
 mod pods;
 mod restricted;
+mod status;
 mod validation;
 mod webhooks;
 
@@ -340,6 +341,9 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     for stem in ["models", "engines", "pods"] {
         validation::golden_documents(suite, stem, TEAM);
     }
+
+    section("status of LLMModels and LLMEngines, written by serve");
+    status::check(suite, TEAM);
 
     section("pods through the apiserver vs llm-injector inject");
     for file in workload_files(&suite.root) {
