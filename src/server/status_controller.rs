@@ -39,7 +39,7 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// The wait before retrying a reconcile that failed.
 const RETRY: Duration = Duration::from_secs(10);
 
-/// Why a reconcile failed (retried after [`RETRY`]).
+/// Why a reconcile failed (retried after 10 s).
 #[derive(Debug, Error)]
 #[error("{0}")]
 pub struct ReconcileError(#[from] kube::Error);
