@@ -8,7 +8,8 @@ use clap::Args;
 
 use crate::cli_common::{LogFormat, init_logging, shutdown_signal};
 use llm_injector::duration::parse_duration;
-use llm_injector::server::{ServeConfig, Server, TlsSource};
+use llm_injector::server::leader::default_identity;
+use llm_injector::server::{LeaderElection, ServeConfig, Server, TlsSource};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -69,6 +70,30 @@ pub struct ServeArgs {
     /// (conditions, resolved shape, pod counts); `false` only serves.
     #[arg(long, env = "LLM_INJECTOR_STATUS_CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]
     status_controller: bool,
+    /// Elect one replica to write status with a coordination.k8s.io Lease
+    /// (the webhook serves on every replica); `false`: this one always
+    /// writes, for a single replica.
+    #[arg(long, env = "LLM_INJECTOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "LLM_INJECTOR_LEADER_ELECTION_LEASE",
+        default_value = "llm-injector-status"
+    )]
+    leader_election_lease: String,
+    /// Namespace of the Lease [default: the pod's own in a cluster, else the
+    /// kubeconfig context's].
+    #[arg(long, env = "LLM_INJECTOR_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// How long the Lease holds without renewal: a killed leader is replaced
+    /// within it (renewed a third of it before it expires; whole seconds, at least 2).
+    #[arg(long, env = "LLM_INJECTOR_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    leader_election_lease_duration: Duration,
+    /// This replica's holder identity in the Lease [default: $POD_NAME or the
+    /// host name, then the process id].
+    #[arg(long, env = "LLM_INJECTOR_LEADER_ELECTION_IDENTITY")]
+    leader_election_identity: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
@@ -100,6 +125,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     config.drain_timeout = args.drain_timeout;
     config.inject_options.router_image = args.router_image.clone();
     config.status_controller = args.status_controller;
+    config.leader_election = args.leader_elect.then(|| LeaderElection {
+        lease_name: args.leader_election_lease.clone(),
+        namespace: args.leader_election_namespace.clone(),
+        identity: args
+            .leader_election_identity
+            .clone()
+            .unwrap_or_else(default_identity),
+        lease_duration: args.leader_election_lease_duration,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

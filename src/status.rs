@@ -111,10 +111,12 @@ fn first_error(kind: &'static str, name: &str, report: Report) -> Option<String>
 }
 
 /// The status of `model`, whose `spec.engineRef` found `engine` (or
-/// nothing), used by `pods`.
+/// nothing: then `elsewhere` lists the other namespaces that hold an
+/// LLMEngine of that name), used by `pods`.
 pub fn model_status(
     model: &LLMModel,
     engine: Option<&LLMEngine>,
+    elsewhere: &[String],
     pods: &[PodFacts],
     previous: Option<&LLMModelStatus>,
     now: &Time,
@@ -136,14 +138,39 @@ pub fn model_status(
             "EngineFound",
             format!("LLMEngine {engine_name:?} exists in namespace {namespace:?}"),
         ),
-        None => conditions.set(
-            ENGINE_FOUND,
-            State::False,
-            "EngineNotFound",
-            format!(
-                "spec.engineRef.name: LLMEngine {engine_name:?} does not exist in namespace {namespace:?}; create it or point engineRef at an existing one (pods asking for this model are refused meanwhile)"
-            ),
-        ),
+        None => {
+            let (reason, fix) = match elsewhere {
+                [] => (
+                    "EngineNotFound",
+                    "create it or point engineRef at an existing one".to_owned(),
+                ),
+                namespaces => (
+                    "EngineInOtherNamespace",
+                    format!(
+                        "an LLMEngine of that name exists in namespace {}, but engineRef names an engine of the model's own namespace: create (or copy) the engine in {namespace:?}, or move the model next to the engine",
+                        namespaces
+                            .iter()
+                            .map(|n| format!("{n:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            };
+            let consequence = match pods.len() {
+                0 => "pods asking for this model are refused meanwhile".to_owned(),
+                n => format!(
+                    "the {n} pod(s) already injected keep running; new pods asking for this model are refused meanwhile"
+                ),
+            };
+            conditions.set(
+                ENGINE_FOUND,
+                State::False,
+                reason,
+                format!(
+                    "spec.engineRef.name: LLMEngine {engine_name:?} does not exist in namespace {namespace:?}; {fix} ({consequence})"
+                ),
+            );
+        }
     }
     match engine {
         None => conditions.set(
@@ -276,6 +303,21 @@ pub fn transitions<'a>(previous: &[Condition], next: &'a [Condition]) -> Vec<&'a
         .collect()
 }
 
+/// The transitions that deserve a Kubernetes Event: every change of a
+/// condition to `True` or `False` (`Unknown` follows from another condition
+/// that has its own Event); on an object's first status only what is
+/// `False`, but `Ready` (no pod is how every model begins).
+pub fn noteworthy<'a>(previous: &[Condition], next: &'a [Condition]) -> Vec<&'a Condition> {
+    transitions(previous, next)
+        .into_iter()
+        .filter(|c| match c.status.as_str() {
+            "True" => !previous.is_empty(),
+            "False" => !previous.is_empty() || c.type_ != READY,
+            _ => false,
+        })
+        .collect()
+}
+
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -387,7 +429,7 @@ mod tests {
         ];
         let now = time(1_000);
         for (what, model, engine, pods, states, reasons, shape) in cases {
-            let status = model_status(&model, engine.as_ref(), &pods, None, &now);
+            let status = model_status(&model, engine.as_ref(), &[], &pods, None, &now);
             for ((type_, state), reason) in
                 [ENGINE_FOUND, VALID, READY].iter().zip(states).zip(reasons)
             {
@@ -427,7 +469,7 @@ mod tests {
     fn invalid_carries_the_webhooks_message() {
         let model = model(json!({"model": 4}));
         let engine = nvidia();
-        let status = model_status(&model, Some(&engine), &[], None, &time(0));
+        let status = model_status(&model, Some(&engine), &[], &[], None, &time(0));
         let valid = condition(&status, VALID);
         let webhook = crate::inject::inject(
             &Pod::default(),
@@ -443,7 +485,7 @@ mod tests {
             valid.message
         );
         assert!(condition(&status, ENGINE_FOUND).message.contains("\"gpu\""));
-        let missing = model_status(&model, None, &[], None, &time(0));
+        let missing = model_status(&model, None, &[], &[], None, &time(0));
         let found = condition(&missing, ENGINE_FOUND);
         assert!(
             found
@@ -455,17 +497,97 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_engine_says_where_it_is_and_what_happens_to_pods() {
+        let model = model(json!({}));
+        let running = [PodFacts { ready: true }, PodFacts { ready: false }];
+        /// (what, namespaces holding an engine of that name, pods, reason, fragments)
+        type Case<'a> = (
+            &'a str,
+            &'a [String],
+            &'a [PodFacts],
+            &'a str,
+            &'a [&'a str],
+        );
+        let cases: [Case; 4] = [
+            (
+                "nowhere, no pods",
+                &[],
+                &[],
+                "EngineNotFound",
+                &[
+                    "spec.engineRef.name: LLMEngine \"gpu\" does not exist in namespace \"team-a\"",
+                    "create it or point engineRef at an existing one",
+                    "pods asking for this model are refused meanwhile",
+                ],
+            ),
+            (
+                "deleted while pods run",
+                &[],
+                &running,
+                "EngineNotFound",
+                &[
+                    "the 2 pod(s) already injected keep running; new pods asking for this model are refused",
+                ],
+            ),
+            (
+                "in another namespace",
+                &["team-b".to_owned()],
+                &[],
+                "EngineInOtherNamespace",
+                &[
+                    "exists in namespace \"team-b\", but engineRef names an engine of the model's own namespace",
+                    "create (or copy) the engine in \"team-a\"",
+                ],
+            ),
+            (
+                "in two other namespaces",
+                &["team-b".to_owned(), "team-c".to_owned()],
+                &[],
+                "EngineInOtherNamespace",
+                &["namespace \"team-b\", \"team-c\""],
+            ),
+        ];
+        for (what, elsewhere, pods, reason, fragments) in cases {
+            let status = model_status(&model, None, elsewhere, pods, None, &time(0));
+            let found = condition(&status, ENGINE_FOUND);
+            assert_eq!(
+                (found.status.as_str(), found.reason.as_str()),
+                ("False", reason),
+                "{what}"
+            );
+            for fragment in fragments {
+                assert!(
+                    found.message.contains(fragment),
+                    "{what}: {}",
+                    found.message
+                );
+            }
+            // Ready still follows the pods: they run without their engine object.
+            let ready = condition(&status, READY);
+            assert_eq!(
+                ready.status,
+                if pods.iter().any(|p| p.ready) {
+                    "True"
+                } else {
+                    "False"
+                },
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
     fn transition_times_move_only_with_the_status() {
         let model = model(json!({}));
         let engine = nvidia();
-        let first = model_status(&model, Some(&engine), &[], None, &time(10));
+        let first = model_status(&model, Some(&engine), &[], &[], None, &time(10));
         // Later, the same state: every transition time is kept.
-        let same = model_status(&model, Some(&engine), &[], Some(&first), &time(20));
+        let same = model_status(&model, Some(&engine), &[], &[], Some(&first), &time(20));
         assert_eq!(same, first);
         assert!(transitions(&first.conditions, &same.conditions).is_empty());
         // A pod becomes ready: only Ready moves, and it is the one transition.
         let pods = [PodFacts { ready: true }];
-        let ready = model_status(&model, Some(&engine), &pods, Some(&same), &time(30));
+        let ready = model_status(&model, Some(&engine), &[], &pods, Some(&same), &time(30));
         assert_eq!(condition(&ready, READY).last_transition_time, time(30));
         assert_eq!(condition(&ready, VALID).last_transition_time, time(10));
         let moved: Vec<&str> = transitions(&same.conditions, &ready.conditions)
@@ -474,7 +596,7 @@ mod tests {
             .collect();
         assert_eq!(moved, [READY]);
         // The engine goes away: EngineFound and Valid move.
-        let gone = model_status(&model, None, &pods, Some(&ready), &time(40));
+        let gone = model_status(&model, None, &[], &pods, Some(&ready), &time(40));
         let moved: Vec<&str> = transitions(&ready.conditions, &gone.conditions)
             .iter()
             .map(|c| c.type_.as_str())
@@ -482,6 +604,65 @@ mod tests {
         assert_eq!(moved, [ENGINE_FOUND, VALID]);
         // Everything is new the first time.
         assert_eq!(transitions(&[], &first.conditions).len(), 3);
+    }
+
+    #[test]
+    fn events_on_what_changed_and_what_is_wrong() {
+        let model = model(json!({}));
+        let engine = nvidia();
+        let gpu_hungry = self::model(json!({"model": 4}));
+        let ready = [PodFacts { ready: true }];
+        let status = |model: &LLMModel, engine: Option<&LLMEngine>, pods: &[PodFacts]| {
+            model_status(model, engine, &[], pods, None, &time(0)).conditions
+        };
+        let fine = status(&model, Some(&engine), &[]);
+        let missing = status(&model, None, &[]);
+        let serving = status(&model, Some(&engine), &ready);
+        let invalid = status(&gpu_hungry, Some(&engine), &[]);
+        let none: &[Condition] = &[];
+        /// (what, before, after, the (type, status) that get an Event)
+        type Case<'a> = (
+            &'a str,
+            &'a [Condition],
+            &'a [Condition],
+            &'a [(&'a str, &'a str)],
+        );
+        let cases: [Case; 7] = [
+            ("a new model that is fine", none, &fine, &[]),
+            (
+                "a new model without its engine (Valid Unknown follows)",
+                none,
+                &missing,
+                &[(ENGINE_FOUND, "False")],
+            ),
+            ("a new invalid model", none, &invalid, &[(VALID, "False")]),
+            ("nothing changed", &fine, &fine, &[]),
+            (
+                "its first pod is ready",
+                &fine,
+                &serving,
+                &[(READY, "True")],
+            ),
+            (
+                "the engine appears",
+                &missing,
+                &fine,
+                &[(ENGINE_FOUND, "True"), (VALID, "True")],
+            ),
+            (
+                "the engine goes while pods run",
+                &serving,
+                &status(&model, None, &ready),
+                &[(ENGINE_FOUND, "False")],
+            ),
+        ];
+        for (what, before, after, expected) in cases {
+            let got: Vec<(&str, &str)> = noteworthy(before, after)
+                .iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str()))
+                .collect();
+            assert_eq!(got, expected, "{what}");
+        }
     }
 
     #[test]

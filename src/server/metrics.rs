@@ -48,6 +48,7 @@ pub struct Metrics {
     catalog_reloads: Family<ReloadLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    leader: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,6 +122,12 @@ impl Default for Metrics {
             "Time to compute and write one object's status, by kind",
             reconcile_duration.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "status_leader",
+            "1 while this replica holds the status controller's Lease and writes status, else 0",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reviews,
@@ -130,6 +137,7 @@ impl Default for Metrics {
             catalog_reloads,
             reconciles,
             reconcile_duration,
+            leader,
         }
     }
 }
@@ -190,6 +198,11 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&KindLabels { kind })
             .observe(seconds);
+    }
+
+    /// Whether this replica leads the status controller.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// The Prometheus text exposition of every metric.

@@ -6,6 +6,7 @@
 
 mod catalog_files;
 mod cluster;
+pub mod leader;
 mod listener;
 mod metrics;
 mod polled_files;
@@ -13,6 +14,7 @@ pub mod review;
 mod routes;
 pub mod status_controller;
 pub mod tls;
+mod triggers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use tokio::net::TcpListener;
 
 pub use catalog_files::{CatalogReload, FileCatalog};
 pub use cluster::ClusterCatalog;
+pub use leader::LeaderElection;
 pub use metrics::Metrics;
 pub use routes::{AppState, CatalogSource, Health, admin_router, webhook_router};
 
@@ -73,6 +76,9 @@ pub struct ServeConfig {
     pub inject_options: InjectOptions,
     /// In cluster mode, also write the status of LLMModels and LLMEngines.
     pub status_controller: bool,
+    /// How replicas elect the one that writes status; `None`: this one
+    /// always does (a single replica).
+    pub leader_election: Option<LeaderElection>,
 }
 
 impl ServeConfig {
@@ -91,6 +97,7 @@ impl ServeConfig {
             drain_timeout: Duration::from_secs(25),
             inject_options: InjectOptions::default(),
             status_controller: true,
+            leader_election: Some(LeaderElection::new()),
         }
     }
 }
@@ -243,9 +250,6 @@ impl Server {
             catalog_files,
             ..
         } = self;
-        if let Some(client) = status_client {
-            tokio::spawn(status_controller::run(client, state.metrics.clone()));
-        }
         if let TlsSource::Files {
             reload_interval, ..
         } = &config.tls
@@ -267,6 +271,14 @@ impl Server {
         }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let status = status_client.map(|client| {
+            tokio::spawn(run_status_controller(
+                client,
+                config.leader_election.clone(),
+                state.metrics.clone(),
+                stopped(stop_rx.clone()),
+            ))
+        });
         let health = state.health.clone();
         let delay = config.shutdown_delay;
         tokio::spawn(async move {
@@ -296,7 +308,47 @@ impl Server {
         if let Err(error) = admin_result {
             tracing::error!(%error, "admin server failed");
         }
+        // The Lease is released for the next leader (bounded: a stuck
+        // apiserver must not hold the exit).
+        if let Some(status) = status
+            && tokio::time::timeout(Duration::from_secs(5), status)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the status controller did not stop within 5 s");
+        }
         tracing::info!("stopped");
+    }
+}
+
+/// The status controller until `stop`: under leader election when
+/// configured, else on this replica alone.
+async fn run_status_controller(
+    client: kube::Client,
+    election: Option<LeaderElection>,
+    metrics: Arc<Metrics>,
+    stop: impl Future<Output = ()>,
+) {
+    match election {
+        Some(election) => {
+            let identity = election.identity.clone();
+            leader::run_while_leader(
+                client.clone(),
+                election,
+                metrics.clone(),
+                move || status_controller::run(client.clone(), metrics.clone(), identity.clone()),
+                stop,
+            )
+            .await;
+        }
+        None => {
+            metrics.set_leader(true);
+            tokio::select! {
+                () = status_controller::run(client, metrics.clone(), leader::default_identity()) => {}
+                () = stop => {}
+            }
+            metrics.set_leader(false);
+        }
     }
 }
 

@@ -153,6 +153,15 @@ impl Process {
         )
     }
 
+    /// Kills the process at once (SIGKILL): it cleans nothing up, as when a
+    /// node dies.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the process: SIGTERM, and SIGKILL if it is still there after
     /// 5 seconds.
     pub fn stop(&mut self) {

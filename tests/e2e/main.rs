@@ -299,7 +299,21 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     }
 
     section("llm-injector serve in cluster mode, registered from webhook-config/");
-    let serve = Serve::start(&suite.injector, plane)?;
+    // serve runs as webhook-config/'s ServiceAccount, with only its RBAC.
+    for file in [
+        "00-namespace.yaml",
+        "10-serviceaccount.yaml",
+        "20-rbac.yaml",
+    ] {
+        let path = suite.root.join("webhook-config").join(file);
+        let out = suite
+            .kubectl
+            .run(&["apply", "-f", path.to_str().expect("utf-8")], None);
+        if !out.success {
+            return Err(format!("applying webhook-config/{file}: {}", out.both()));
+        }
+    }
+    let serve = Serve::start(&suite.injector, plane, "llm-injector-serve")?;
     suite.serve_admin = Some(serve.admin);
     println!(
         "  serve: webhook https://{}, admin http://{}",
@@ -343,7 +357,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     }
 
     section("status of LLMModels and LLMEngines, written by serve");
-    status::check(suite, TEAM);
+    status::check(suite, TEAM, &serve);
 
     section("pods through the apiserver vs llm-injector inject");
     for file in workload_files(&suite.root) {
@@ -387,8 +401,13 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     validation::prepare_webhook_down(suite, TEAM);
     let log = serve.process.log.clone();
     suite.serve_admin = None;
-    drop(serve);
+    // Two more replicas wait for the Lease; the first is killed, as a node
+    // dies, and stops answering the webhooks.
+    let replicas = status::standbys(suite, plane, &serve)?;
+    let mut replicas = status::kill_leader(suite, serve, replicas);
     validation::webhook_down(suite, &registrations, TEAM);
+    status::engine_deleted_while_pods_run(suite, TEAM, &replicas);
+    status::handover(suite, &mut replicas);
     let errors = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()

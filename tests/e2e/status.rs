@@ -2,13 +2,26 @@
 //! whose engine is missing says so, then resolves its shape once the engine
 //! exists; an injected pod is counted, and patched Ready (as a kubelet
 //! would) makes the model Ready, which `kubectl wait` sees; `kubectl get`
-//! shows the columns.
+//! shows the columns; one trigger is one reconcile; Events mark what
+//! changed; an engine made after its model that the model does not fit
+//! gives the webhook's message; an engine in another namespace is named.
+//! Then, with more replicas: one writes, a killed leader is replaced within
+//! the Lease's duration, an engine deleted while the webhook is down (and
+//! its pods run) is reported by the new leader, and a stopped replica
+//! releases the Lease.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::Suite;
+use crate::controlplane::ControlPlane;
+use crate::webhooks::{LEASE, SERVICE_ACCOUNT, Serve};
+
+/// serve's default `--leader-election-lease-duration`.
+const LEASE_SECONDS: u64 = 15;
+const RECONCILES: &str = "llm_injector_status_reconciles_total";
+const LEADER: &str = "llm_injector_status_leader";
 
 /// The model's status once `done` holds for it (polled for up to 30 s), or
 /// the last one seen.
@@ -48,7 +61,77 @@ fn is(status: &Value, type_: &str, value: &str) -> bool {
     condition(status, type_)["status"] == value
 }
 
-pub fn check(suite: &mut Suite, namespace: &str) {
+/// The Events of `kind`/`name` as (type, reason, note, reporting instance).
+fn events(
+    suite: &Suite,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Vec<(String, String, String, String)> {
+    let out = suite
+        .kubectl
+        .run(&["get", "events", "-n", namespace, "-o", "json"], None);
+    let list = out.json().unwrap_or(Value::Null);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["kind"] == kind && e["involvedObject"]["name"] == name)
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
+            (
+                text("type"),
+                text("reason"),
+                text("message"),
+                text("reportingInstance"),
+            )
+        })
+        .collect()
+}
+
+/// The Event of `kind`/`name` with `type_` and `reason`, waited for (10 s).
+fn wait_for_event(
+    suite: &Suite,
+    namespace: &str,
+    (kind, name): (&str, &str),
+    type_: &str,
+    reason: &str,
+) -> Result<(String, String), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = events(suite, namespace, kind, name);
+        if let Some((_, _, note, instance)) =
+            all.iter().find(|(t, r, _, _)| t == type_ && r == reason)
+        {
+            return Ok((note.clone(), instance.clone()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no {type_} Event {reason} for {kind} {name} after 10 s; its Events: {all:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `metric` of `serve` once it stopped moving for 2 s (at most 20 s).
+fn settled(serve: &Serve, metric: &str, labels: &[&str]) -> Result<f64, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = serve.metric(metric, labels)?;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = serve.metric(metric, labels)?;
+        if now == last {
+            return Ok(now);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{metric} still moving after 20 s: {now}"));
+        }
+        last = now;
+    }
+}
+
+pub fn check(suite: &mut Suite, namespace: &str, serve: &Serve) {
     let (model, engine) = ("status-model", "status-engine");
     let object = json!({
         "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
@@ -73,6 +156,17 @@ pub fn check(suite: &mut Suite, namespace: &str) {
     suite.report.check(
         "an LLMModel whose LLMEngine is missing gets EngineFound=False and Valid=Unknown, with the fix",
         result,
+    );
+    suite.report.check(
+        "... and a Warning Event EngineNotFound",
+        wait_for_event(
+            suite,
+            namespace,
+            ("LLMModel", model),
+            "Warning",
+            "EngineNotFound",
+        )
+        .map(|(note, _)| note),
     );
 
     let engine_object = json!({
@@ -158,6 +252,8 @@ pub fn check(suite: &mut Suite, namespace: &str) {
     let created = suite.kubectl.with_object(&["create"], &pod);
     let counted = created.success
         && wait_for(suite, namespace, model, |s| s["pods"]["injected"] == 1).is_ok();
+    let model_reconciles = [r#"kind="LLMModel""#];
+    let before = settled(serve, RECONCILES, &model_reconciles);
     // What a kubelet does when the pod's containers are ready.
     let patched = suite.kubectl.run(
         &[
@@ -197,6 +293,18 @@ pub fn check(suite: &mut Suite, namespace: &str) {
         "an injected pod is counted, and once Ready, `kubectl wait --for=condition=Ready llmm/NAME` returns",
         result,
     );
+    let after = settled(serve, RECONCILES, &model_reconciles);
+    suite.report.check(
+        "the pod turning Ready is one LLMModel reconcile: the status it writes wakes no other",
+        match (before, after) {
+            (Ok(before), Ok(after)) if after - before == 1.0 => {
+                Ok(format!("LLMModel reconciles {before} -> {after}"))
+            }
+            (before, after) => Err(format!(
+                "LLMModel reconciles before {before:?}, after {after:?} (expected one more)"
+            )),
+        },
+    );
     let listing = suite
         .kubectl
         .run(&["get", "llmm", model, "-n", namespace], None);
@@ -215,15 +323,406 @@ pub fn check(suite: &mut Suite, namespace: &str) {
             Err(listing.both())
         },
     );
-    for object in [
-        "pod/status-pod",
-        &format!("llmmodel/{model}"),
-        &format!("llmengine/{engine}"),
-    ] {
+    let described = suite
+        .kubectl
+        .run(&["describe", "llmm", model, "-n", namespace], None);
+    println!("{}", described.both());
+    hand_edited_annotation(suite, namespace, model);
+    engine_made_after_the_model(suite, namespace);
+    engine_in_another_namespace(suite, namespace);
+    let errors = serve.metric(RECONCILES, &[r#"result="error""#]);
+    suite.report.check(
+        "no status reconcile failed (serve runs with webhook-config/'s RBAC only)",
+        match errors {
+            Ok(0.0) => Ok(String::new()),
+            other => Err(format!("errors: {other:?}; see serve's log")),
+        },
+    );
+    // status-model, its engine and pod stay for engine_deleted_while_pods_run.
+}
+
+/// A pod whose status annotation was edited by hand is still counted, and
+/// nothing fails.
+fn hand_edited_annotation(suite: &mut Suite, namespace: &str, model: &str) {
+    let edited = suite.kubectl.run(
+        &[
+            "annotate",
+            "pod",
+            "status-pod",
+            "-n",
+            namespace,
+            "--overwrite",
+            "llm.injector.dev/status={not json, edited by hand",
+        ],
+        None,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let result = if edited.success {
+        wait_for(suite, namespace, model, |s| {
+            s["pods"] == json!({"injected": 1, "ready": 1}) && is(s, "Ready", "True")
+        })
+        .map(|s| format!("pods {}", s["pods"]))
+    } else {
+        Err(edited.both())
+    };
+    suite.report.check(
+        "a pod whose llm.injector.dev/status was edited by hand still counts, and Ready holds",
+        result,
+    );
+}
+
+/// An engine created after its model, which the model does not fit: the
+/// model is Valid=False with the message the webhook gives a pod asking for
+/// it, and a Warning Event; fixing the engine makes it Valid with a Normal
+/// Event; breaking it again is refused by the webhook, naming the model.
+fn engine_made_after_the_model(suite: &mut Suite, namespace: &str) {
+    let (model, engine) = ("status-gpu-model", "status-gpu");
+    let model_object = json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+        "metadata": {"name": model, "namespace": namespace},
+        "spec": {"model": "qwen3:14b", "engineRef": {"name": engine}, "parallelism": {"model": 2}},
+    });
+    let engine_with = |max: u32| {
+        json!({
+            "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
+            "metadata": {"name": engine, "namespace": namespace},
+            "spec": {"accelerator": {"vendor": "NVIDIA", "maxDevicesPerInstance": max}},
+        })
+    };
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "status-gpu-pod", "namespace": namespace,
+            "annotations": {"llm.injector.dev/model": model}},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    });
+    let made = suite.kubectl.with_object(&["create"], &model_object);
+    let made_engine = suite.kubectl.with_object(&["create"], &engine_with(1));
+    let result = if made.success && made_engine.success {
+        wait_for(suite, namespace, model, |s| is(s, "Valid", "False")).and_then(|s| {
+            let message = condition(&s, "Valid")["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let webhook = suite
+                .kubectl
+                .with_object(&["create", "--dry-run=server"], &pod);
+            let denial = crate::squash(&webhook.stderr);
+            let own = message
+                .strip_suffix(" (pods asking for this model are refused)")
+                .unwrap_or(&message);
+            if !webhook.success && denial.contains(own) {
+                Ok(format!(
+                    "status: {message}
+webhook: {denial}"
+                ))
+            } else {
+                Err(format!(
+                    "status: {message}
+webhook: {}",
+                    webhook.both()
+                ))
+            }
+        })
+    } else {
+        Err(format!("{}\n{}", made.both(), made_engine.both()))
+    };
+    suite.report.check(
+        "an LLMEngine made after its model, too small for it: Valid=False with the webhook's own message",
+        result,
+    );
+    suite.report.check(
+        "... and a Warning Event Invalid",
+        wait_for_event(suite, namespace, ("LLMModel", model), "Warning", "Invalid")
+            .map(|(note, _)| note),
+    );
+    let fixed = suite.kubectl.with_object(&["apply"], &engine_with(2));
+    let result = if fixed.success {
+        wait_for(suite, namespace, model, |s| is(s, "Valid", "True"))
+            .and_then(|_| wait_for_event(suite, namespace, ("LLMModel", model), "Normal", "Valid"))
+            .map(|(note, _)| note)
+    } else {
+        Err(fixed.both())
+    };
+    suite.report.check(
+        "the engine raised to 2 GPUs per instance: Valid=True and a Normal Event Valid",
+        result,
+    );
+    let broken = suite.kubectl.with_object(&["apply"], &engine_with(1));
+    let still = wait_for(suite, namespace, model, |s| is(s, "Valid", "True"));
+    suite.report.check(
+        "lowering it again is refused by the webhook, naming the model, and the model stays Valid",
+        if !broken.success && broken.stderr.contains(model) && still.is_ok() {
+            Ok(crate::squash(&broken.stderr))
+        } else {
+            Err(format!("{}; status {still:?}", broken.both()))
+        },
+    );
+    for object in [format!("llmmodel/{model}"), format!("llmengine/{engine}")] {
+        suite
+            .kubectl
+            .run(&["delete", &object, "-n", namespace, "--wait=false"], None);
+    }
+}
+
+/// A model whose engine exists only in another namespace is told so.
+fn engine_in_another_namespace(suite: &mut Suite, namespace: &str) {
+    let (model, engine, elsewhere) = ("status-elsewhere", "status-shared-engine", "default");
+    let engine_object = json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
+        "metadata": {"name": engine, "namespace": elsewhere}, "spec": {},
+    });
+    let model_object = json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+        "metadata": {"name": model, "namespace": namespace},
+        "spec": {"model": "qwen3:0.6b", "engineRef": {"name": engine}},
+    });
+    let made = suite.kubectl.with_object(&["create"], &engine_object);
+    let made_model = suite.kubectl.with_object(&["create"], &model_object);
+    let result = if made.success && made_model.success {
+        wait_for(suite, namespace, model, |s| is(s, "EngineFound", "False")).and_then(|s| {
+            let found = condition(&s, "EngineFound");
+            let message = found["message"].as_str().unwrap_or_default();
+            if found["reason"] == "EngineInOtherNamespace"
+                && message.contains(&format!("namespace \"{elsewhere}\""))
+            {
+                Ok(message.to_owned())
+            } else {
+                Err(s.to_string())
+            }
+        })
+    } else {
+        Err(format!("{}\n{}", made.both(), made_model.both()))
+    };
+    suite.report.check(
+        "a model naming an LLMEngine of another namespace: EngineFound=False, reason EngineInOtherNamespace, naming it",
+        result,
+    );
+    suite
+        .kubectl
+        .run(&["delete", "llmmodel", model, "-n", namespace], None);
+    suite
+        .kubectl
+        .run(&["delete", "llmengine", engine, "-n", elsewhere], None);
+}
+
+/// The Lease's holder identity.
+fn holder(suite: &Suite) -> String {
+    let (namespace, _) = SERVICE_ACCOUNT;
+    suite
+        .kubectl
+        .run(
+            &[
+                "get",
+                "lease",
+                LEASE,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+            None,
+        )
+        .stdout
+}
+
+/// Whether `serve` leads, by its own metric.
+fn leads(serve: &Serve) -> bool {
+    serve.metric(LEADER, &[]) == Ok(1.0)
+}
+
+/// Two more replicas of serve with the same Lease: the first one holds it
+/// and writes status, they wait and write nothing.
+pub fn standbys(
+    suite: &mut Suite,
+    plane: &ControlPlane,
+    leader: &Serve,
+) -> Result<Vec<Serve>, String> {
+    let replicas = vec![
+        Serve::start(&suite.injector, plane, "llm-injector-serve-2")?,
+        Serve::start(&suite.injector, plane, "llm-injector-serve-3")?,
+    ];
+    std::thread::sleep(Duration::from_secs(3));
+    let holder = holder(suite);
+    let writes: Vec<f64> = replicas
+        .iter()
+        .map(|r| r.metric(RECONCILES, &[]).unwrap_or(-1.0))
+        .collect();
+    let result = if holder.ends_with(&format!("-{}", leader.process.pid()))
+        && leads(leader)
+        && replicas.iter().all(|r| !leads(r))
+        && writes.iter().all(|w| *w == 0.0)
+        && leader.metric(RECONCILES, &[]).unwrap_or(0.0) > 0.0
+    {
+        Ok(format!(
+            "Lease holder {holder}; the standbys reconciled {writes:?}"
+        ))
+    } else {
+        Err(format!(
+            "Lease holder {holder:?} (first replica pid {}); leading {:?}; standby reconciles {writes:?}",
+            leader.process.pid(),
+            [leader]
+                .into_iter()
+                .chain(&replicas)
+                .map(leads)
+                .collect::<Vec<_>>()
+        ))
+    };
+    suite.report.check(
+        "three replicas: the first holds the Lease and writes status, the two others serve and write nothing",
+        result,
+    );
+    Ok(replicas)
+}
+
+/// Kills the leader (SIGKILL: it releases nothing); a standby takes the
+/// Lease within its duration (plus the second of jitter kube-lease-manager
+/// adds). Returns the replicas left.
+pub fn kill_leader(suite: &mut Suite, mut leader: Serve, replicas: Vec<Serve>) -> Vec<Serve> {
+    let killed = Instant::now();
+    leader.process.kill();
+    let deadline = killed + Duration::from_secs(LEASE_SECONDS * 2);
+    let taken = loop {
+        if let Some(new) = replicas.iter().find(|r| leads(r)) {
+            break Some((killed.elapsed(), new.process.pid()));
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let holder = holder(suite);
+    let result = match taken {
+        Some((after, pid))
+            if after <= Duration::from_secs(LEASE_SECONDS + 2)
+                && holder.ends_with(&format!("-{pid}")) =>
+        {
+            suite.report.figure(&format!(
+                "a killed leader replaced after {:.1} s (Lease duration {LEASE_SECONDS} s)",
+                after.as_secs_f64()
+            ));
+            Ok(format!("new holder {holder}"))
+        }
+        other => Err(format!("taken over: {other:?}; Lease holder {holder:?}")),
+    };
+    suite.report.check(
+        "a killed leader is replaced within the Lease duration",
+        result,
+    );
+    replicas
+}
+
+/// With the webhook down (the DELETE webhook ignores failures), the engine
+/// of status-model is deleted while its pod runs: the new leader reports
+/// EngineFound=False, keeps Ready, and writes a Warning Event.
+pub fn engine_deleted_while_pods_run(suite: &mut Suite, namespace: &str, replicas: &[Serve]) {
+    let (model, engine) = ("status-model", "status-engine");
+    let deleted = suite
+        .kubectl
+        .run(&["delete", "llmengine", engine, "-n", namespace], None);
+    let result = if deleted.success {
+        wait_for(suite, namespace, model, |s| is(s, "EngineFound", "False")).and_then(|s| {
+            let message = condition(&s, "EngineFound")["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if message.contains("the 1 pod(s) already injected keep running")
+                && is(&s, "Ready", "True")
+            {
+                Ok(message)
+            } else {
+                Err(s.to_string())
+            }
+        })
+    } else {
+        Err(deleted.both())
+    };
+    suite.report.check(
+        "an engine deleted while its pods run (webhook down): EngineFound=False saying the pods keep running, Ready holds",
+        result,
+    );
+    let leader = replicas.iter().find(|r| leads(r)).map(|r| r.process.pid());
+    let event = wait_for_event(
+        suite,
+        namespace,
+        ("LLMModel", model),
+        "Warning",
+        "EngineNotFound",
+    )
+    .and_then(|(note, instance)| {
+        // The first EngineNotFound Event came from the first leader; the
+        // newest must come from the one leading now.
+        let from_leader = events(suite, namespace, "LLMModel", model)
+            .iter()
+            .filter(|(t, r, n, _)| {
+                t == "Warning" && r == "EngineNotFound" && n.contains("keep running")
+            })
+            .any(|(_, _, _, i)| leader.is_some_and(|pid| i.ends_with(&format!("-{pid}"))));
+        if from_leader {
+            Ok(note)
+        } else {
+            Err(format!(
+                "no such Event from the leader {leader:?}: {instance}: {note}"
+            ))
+        }
+    });
+    suite.report.check(
+        "... and the new leader writes a Warning Event EngineNotFound",
+        event,
+    );
+    for object in ["pod/status-pod", &format!("llmmodel/{model}")] {
         let _ = suite
             .kubectl
             .run(&["delete", object, "-n", namespace, "--wait=false"], None);
     }
+}
+
+/// The leader stopped with SIGTERM releases the Lease at once; the last
+/// replica takes it within the Lease duration.
+pub fn handover(suite: &mut Suite, replicas: &mut [Serve]) {
+    let Some(index) = replicas.iter().position(leads) else {
+        suite.report.check(
+            "a stopped leader hands over",
+            Err::<String, _>("no replica leads"),
+        );
+        return;
+    };
+    let stopped = Instant::now();
+    replicas[index].process.stop();
+    let released = holder(suite);
+    let deadline = stopped + Duration::from_secs(LEASE_SECONDS * 2);
+    let other = replicas
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != index)
+        .map(|(_, r)| r);
+    let taken = loop {
+        if other.is_some_and(leads) {
+            break Some(stopped.elapsed());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Released (no holder), or already taken by the other replica.
+    let next = other.map(|r| format!("-{}", r.process.pid()));
+    let handed = released.is_empty() || next.is_some_and(|pid| released.ends_with(&pid));
+    let result = match taken {
+        Some(after) if handed => {
+            suite.report.figure(&format!(
+                "a leader stopped with SIGTERM released the Lease; the next took it after {:.1} s",
+                after.as_secs_f64()
+            ));
+            Ok(String::new())
+        }
+        other => Err(format!(
+            "holder right after SIGTERM: {released:?}; taken over: {other:?}"
+        )),
+    };
+    suite.report.check(
+        "a leader stopped with SIGTERM releases the Lease and the last replica takes it",
+        result,
+    );
 }
 
 fn squash_message(status: &Value) -> String {

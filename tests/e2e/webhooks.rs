@@ -24,14 +24,24 @@ pub struct Serve {
     pub ca_pem: String,
 }
 
+/// The ServiceAccount of webhook-config/, whose RBAC (20-rbac.yaml) serve
+/// runs with: the suite's apiserver user impersonates it.
+pub const SERVICE_ACCOUNT: (&str, &str) = ("llm-system", "llm-injector");
+/// The Lease of webhook-config/40-deployment.yaml's `--leader-election-lease`.
+pub const LEASE: &str = "llm-injector-status";
+
 impl Serve {
-    /// Starts serve with a self-signed certificate (its CA written to the run
-    /// directory) and waits until /readyz says the caches synced.
-    pub fn start(injector: &Path, plane: &ControlPlane) -> Result<Serve, String> {
-        let ca_file = plane.dir.join("webhook-ca.crt");
-        let log = plane.dir.join("llm-injector-serve.log");
+    /// Starts serve `name` (its log `<name>.log` in the run directory) with
+    /// a self-signed certificate (its CA written to the run directory), as
+    /// webhook-config/'s ServiceAccount with its RBAC and Lease, and waits
+    /// until /readyz says the caches synced. Replicas started this way
+    /// elect one status writer among them.
+    pub fn start(injector: &Path, plane: &ControlPlane, name: &str) -> Result<Serve, String> {
+        let ca_file = plane.dir.join(format!("{name}-ca.crt"));
+        let log = plane.dir.join(format!("{name}.log"));
+        let (namespace, account) = SERVICE_ACCOUNT;
         let mut process = Process::start(
-            "llm-injector serve",
+            name,
             Command::new(injector)
                 .args([
                     "serve",
@@ -39,10 +49,24 @@ impl Serve {
                     "127.0.0.1:0",
                     "--admin-addr",
                     "127.0.0.1:0",
+                    "--leader-election-namespace",
+                    namespace,
+                    "--leader-election-lease",
+                    LEASE,
                     "--ca-file",
                 ])
                 .arg(&ca_file)
                 .env("KUBECONFIG", &plane.kubeconfig)
+                // kube's Config::infer impersonates this user and groups: the
+                // requests are authorised as the ServiceAccount's.
+                .env(
+                    "KUBE_RS_DEBUG_IMPERSONATE_USER",
+                    format!("system:serviceaccount:{namespace}:{account}"),
+                )
+                .env(
+                    "KUBE_RS_DEBUG_IMPERSONATE_GROUP",
+                    format!("system:serviceaccounts,system:serviceaccounts:{namespace},system:authenticated"),
+                )
                 .env("RUST_LOG", "info")
                 .env("NO_COLOR", "1"),
             log.clone(),
@@ -96,6 +120,21 @@ impl Serve {
             (200, body) => Ok(body),
             (status, body) => Err(format!("/metrics answered {status}: {body}")),
         }
+    }
+
+    /// The sum of the samples of `metric` whose labels contain every one of
+    /// `labels` (`kind="LLMModel"`), 0 when there is none.
+    pub fn metric(&self, metric: &str, labels: &[&str]) -> Result<f64, String> {
+        Ok(self
+            .metrics()?
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(metric)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                    && labels.iter().all(|label| l.contains(label))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 }
 
