@@ -114,7 +114,7 @@ impl Default for Metrics {
         );
         registry.register(
             "status_reconciles",
-            "Status reconciles of LLMModels and LLMEngines, by kind and result (written, unchanged, or error)",
+            "Status reconciles of LLMModels and LLMEngines, by kind and result (written, unchanged, gone: deleted meanwhile, or error)",
             reconciles.clone(),
         );
         registry.register(

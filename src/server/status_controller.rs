@@ -6,12 +6,15 @@
 //!
 //! A model is reconciled when its spec changes, when an LLMEngine of its
 //! namespace changes or goes, and when what the status reads of a pod
-//! carrying its label changes ([`super::triggers`]: our own status writes
+//! carrying its label changes (`server/triggers.rs`: our own status writes
 //! wake nothing); an engine when it or a model of its namespace changes.
-//! Each reconcile reads what it needs from the apiserver (the engine, the
-//! pods by label, the models of the namespace), so it never acts on a cache
-//! that lags its trigger, and writes only a status that differs from the
-//! stored one. A failed reconcile is retried after 1 s, doubling per failure
+//! Each reconcile reads the engine and the models of the namespace from the
+//! apiserver, and the pods from the cache of the watch that triggers on
+//! them (updated before the trigger fires; pods are many, and a list per
+//! reconcile would load the apiserver with every pod created), and writes
+//! only a status that differs from the stored one. Triggers for one object
+//! within 500 ms are one reconcile, so a burst of pods is a few reconciles,
+//! not one per pod. A failed reconcile is retried after 1 s, doubling per failure
 //! of that object up to 5 minutes; every object is checked again every 5
 //! minutes anyway.
 //!
@@ -27,9 +30,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Config;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -50,6 +54,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait before retrying a failed reconcile.
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Triggers of one object closer than this are one reconcile.
+const DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Why a reconcile failed.
 #[derive(Debug, Error)]
@@ -58,6 +64,9 @@ pub struct ReconcileError(#[from] kube::Error);
 
 struct Context {
     client: Client,
+    /// The pods carrying the model label, as the trigger watch last saw them
+    /// (metadata and conditions only: [`slim`]).
+    pods: Store<Pod>,
     metrics: Arc<Metrics>,
     events: Recorder,
     /// Consecutive failures per object (`kind/namespace/name`), for the backoff.
@@ -118,23 +127,29 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, identity: String) {
         controller: "llm-injector".to_owned(),
         instance: Some(identity),
     };
+    let (pod_store, pod_writer) = reflector::store();
     let context = Arc::new(Context {
         client: client.clone(),
+        pods: pod_store,
         metrics,
         events: Recorder::new(client.clone(), reporter),
         failures: Mutex::default(),
     });
     let all = watcher::Config::default;
+    let config = || Config::default().debounce(DEBOUNCE);
 
     let (model_store, model_writer) = reflector::store();
     let model_events = watcher(Api::<LLMModel>::all(client.clone()), all())
         .default_backoff()
         .reflect(model_writer);
     let engine_events = watcher(Api::<LLMEngine>::all(client.clone()), all()).default_backoff();
-    let pod_events =
-        watcher(Api::<Pod>::all(client.clone()), all().labels(MODEL_LABEL)).default_backoff();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), all().labels(MODEL_LABEL))
+        .default_backoff()
+        .modify(slim)
+        .reflect(pod_writer);
     let models_naming = model_store.clone();
     let models = Controller::for_stream(changes(model_events, generation), model_store)
+        .with_config(config())
         .watches_stream(
             changes(engine_events, generation),
             move |engine: LLMEngine| {
@@ -165,6 +180,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, identity: String) {
     // A model changes the engines of its namespace: the one it names now and
     // the one it named before (which the event no longer says).
     let engines = Controller::for_stream(changes(engine_events, generation), engine_store)
+        .with_config(config())
         .watches_stream(changes(model_events, generation), move |model: LLMModel| {
             let namespace = model.namespace();
             engines_beside
@@ -183,28 +199,48 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, identity: String) {
     tokio::join!(models, engines);
 }
 
+/// What the cache keeps of a pod: the metadata the status reads (its
+/// managed fields dropped) and the conditions; not the spec.
+fn slim(pod: &mut Pod) {
+    pod.spec = None;
+    pod.metadata.managed_fields = None;
+    if let Some(status) = pod.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::PodStatus {
+            conditions: status.conditions.take(),
+            ..Default::default()
+        };
+    }
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// Writes `status` to the status subresource of `name` with server-side apply.
+/// Writes `status` to the status subresource of `name` with server-side
+/// apply: `false` when the object was deleted meanwhile (nothing to write
+/// to, and nothing wrong).
 async fn apply_status<K>(
     api: &Api<K>,
     kind: &str,
     name: &str,
     status: impl serde::Serialize,
-) -> Result<(), kube::Error>
+) -> Result<bool, kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = json!({"apiVersion": API_VERSION, "kind": kind, "status": status});
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map(|_| ())
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 async fn reconcile_model(
@@ -240,12 +276,19 @@ async fn write_model_status(
             .filter_map(|e| e.namespace())
             .collect(),
     };
-    let selector = format!("{MODEL_LABEL}={name}");
-    let pods: Vec<PodFacts> = Api::<Pod>::namespaced(client.clone(), &namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
+    // The first reconciles wait for the pod cache's first list: a status
+    // counting no pods meanwhile would be wrong, and flap.
+    if context.pods.wait_until_ready().await.is_err() {
+        tracing::warn!("the pod watch is gone: pods are not counted");
+    }
+    let pods: Vec<PodFacts> = context
+        .pods
+        .state()
         .iter()
+        .filter(|pod| {
+            pod.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && pod.labels().get(MODEL_LABEL) == Some(&name)
+        })
         .filter_map(|pod| PodFacts::of(pod, &name))
         .collect();
     let status = model_status(
@@ -260,7 +303,9 @@ async fn write_model_status(
         return Ok("unchanged");
     }
     let api = Api::<LLMModel>::namespaced(client.clone(), &namespace);
-    apply_status(&api, "LLMModel", &name, &status).await?;
+    if !apply_status(&api, "LLMModel", &name, &status).await? {
+        return Ok("gone");
+    }
     tracing::info!(%namespace, model = %name, "LLMModel status written");
     let before = model.status.as_ref().map_or(&[][..], |s| &s.conditions);
     publish_transitions(context, model, before, &status.conditions).await;
@@ -297,7 +342,9 @@ async fn write_engine_status(
         return Ok("unchanged");
     }
     let api = Api::<LLMEngine>::namespaced(client.clone(), &namespace);
-    apply_status(&api, "LLMEngine", &name, &status).await?;
+    if !apply_status(&api, "LLMEngine", &name, &status).await? {
+        return Ok("gone");
+    }
     tracing::info!(%namespace, engine = %name, "LLMEngine status written");
     let before = engine.status.as_ref().map_or(&[][..], |s| &s.conditions);
     publish_transitions(context, engine, before, &status.conditions).await;

@@ -357,7 +357,13 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     }
 
     section("status of LLMModels and LLMEngines, written by serve");
-    status::check(suite, TEAM, &serve);
+    // A namespace of its own: its pod outlives the sections that delete
+    // team-a's pods, for the checks with serve's replicas at the end.
+    create(
+        suite,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": status::NAMESPACE}}),
+    )?;
+    status::check(suite, status::NAMESPACE, &serve);
 
     section("pods through the apiserver vs llm-injector inject");
     for file in workload_files(&suite.root) {
@@ -406,7 +412,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     let replicas = status::standbys(suite, plane, &serve)?;
     let mut replicas = status::kill_leader(suite, serve, replicas);
     validation::webhook_down(suite, &registrations, TEAM);
-    status::engine_deleted_while_pods_run(suite, TEAM, &replicas);
+    status::engine_deleted_while_pods_run(suite, status::NAMESPACE, &replicas);
     status::handover(suite, &mut replicas);
     let errors = std::fs::read_to_string(&log)
         .unwrap_or_default()

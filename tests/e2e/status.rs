@@ -18,6 +18,8 @@ use crate::Suite;
 use crate::controlplane::ControlPlane;
 use crate::webhooks::{LEASE, SERVICE_ACCOUNT, Serve};
 
+/// The namespace of the status checks.
+pub const NAMESPACE: &str = "status-e2e";
 /// serve's default `--leader-election-lease-duration`.
 const LEASE_SECONDS: u64 = 15;
 const RECONCILES: &str = "llm_injector_status_reconciles_total";

@@ -134,7 +134,9 @@ impl Serve {
                     && labels.iter().all(|label| l.contains(label))
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+            .sum::<f64>()
+            // An empty sum is -0.0.
+            + 0.0)
     }
 }
 
