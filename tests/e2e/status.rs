@@ -91,25 +91,37 @@ fn events(
         .collect()
 }
 
-/// The Event of `kind`/`name` with `type_` and `reason`, waited for (10 s).
+/// The Event of `kind`/`name` with `type_` and `reason`, waited for (10 s):
+/// its note and reporting instance.
 fn wait_for_event(
     suite: &Suite,
     namespace: &str,
-    (kind, name): (&str, &str),
+    object: (&str, &str),
     type_: &str,
     reason: &str,
+) -> Result<(String, String), String> {
+    wait_for_event_where(suite, namespace, object, |(t, r, _, _)| {
+        t == type_ && r == reason
+    })
+}
+
+/// The first Event of `kind`/`name` that `wanted` accepts (type, reason,
+/// note, reporting instance), waited for (10 s): its note and instance.
+fn wait_for_event_where(
+    suite: &Suite,
+    namespace: &str,
+    (kind, name): (&str, &str),
+    wanted: impl Fn(&(String, String, String, String)) -> bool,
 ) -> Result<(String, String), String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let all = events(suite, namespace, kind, name);
-        if let Some((_, _, note, instance)) =
-            all.iter().find(|(t, r, _, _)| t == type_ && r == reason)
-        {
+        if let Some((_, _, note, instance)) = all.iter().find(|e| wanted(e)) {
             return Ok((note.clone(), instance.clone()));
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "no {type_} Event {reason} for {kind} {name} after 10 s; its Events: {all:?}"
+                "no such Event for {kind} {name} after 10 s; its Events: {all:?}"
             ));
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -643,30 +655,16 @@ pub fn engine_deleted_while_pods_run(suite: &mut Suite, namespace: &str, replica
         result,
     );
     let leader = replicas.iter().find(|r| leads(r)).map(|r| r.process.pid());
-    let event = wait_for_event(
-        suite,
-        namespace,
-        ("LLMModel", model),
-        "Warning",
-        "EngineNotFound",
-    )
-    .and_then(|(note, instance)| {
-        // The first EngineNotFound Event came from the first leader; the
-        // newest must come from the one leading now.
-        let from_leader = events(suite, namespace, "LLMModel", model)
-            .iter()
-            .filter(|(t, r, n, _)| {
-                t == "Warning" && r == "EngineNotFound" && n.contains("keep running")
-            })
-            .any(|(_, _, _, i)| leader.is_some_and(|pid| i.ends_with(&format!("-{pid}"))));
-        if from_leader {
-            Ok(note)
-        } else {
-            Err(format!(
-                "no such Event from the leader {leader:?}: {instance}: {note}"
-            ))
-        }
-    });
+    // The first EngineNotFound Event came from the first leader; this one
+    // must come from the one leading now.
+    let event = wait_for_event_where(suite, namespace, ("LLMModel", model), |event| {
+        let (type_, reason, note, instance) = event;
+        type_ == "Warning"
+            && reason == "EngineNotFound"
+            && note.contains("keep running")
+            && leader.is_some_and(|pid| instance.ends_with(&format!("-{pid}")))
+    })
+    .map(|(note, instance)| format!("{instance}: {note}"));
     suite.report.check(
         "... and the new leader writes a Warning Event EngineNotFound",
         event,
