@@ -37,15 +37,20 @@ impl PodFacts {
         {
             return None;
         }
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        Some(PodFacts { ready })
+        Some(PodFacts {
+            ready: is_ready(pod),
+        })
     }
+}
+
+/// Whether `pod`'s `Ready` condition is true.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// A condition's status.

@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Config;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -216,31 +217,47 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// Writes `status` to the status subresource of `name` with server-side
-/// apply: `false` when the object was deleted meanwhile (nothing to write
-/// to, and nothing wrong).
-async fn apply_status<K>(
-    api: &Api<K>,
-    kind: &str,
-    name: &str,
-    status: impl serde::Serialize,
-) -> Result<bool, kube::Error>
+/// Writes `status` to the status subresource of `object` with server-side
+/// apply, unless it equals `previous`, and publishes the Events of what
+/// changed: `unchanged`, `written`, or `gone` when the object was deleted
+/// meanwhile (nothing to write to, and nothing wrong).
+async fn write_status<K, S>(
+    context: &Context,
+    object: &K,
+    previous: Option<&S>,
+    status: &S,
+    conditions: fn(&S) -> &[Condition],
+) -> Result<&'static str, kube::Error>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
 {
+    if previous == Some(status) {
+        return Ok("unchanged");
+    }
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let kind = K::kind(&());
     let patch = json!({"apiVersion": API_VERSION, "kind": kind, "status": status});
-    match api
+    let written = Api::<K>::namespaced(context.client.clone(), &namespace)
         .patch_status(
-            name,
+            &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(error) => Err(error),
+        .await;
+    match written {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok("gone"),
+        Err(error) => return Err(error),
     }
+    tracing::info!(%namespace, %name, %kind, "status written");
+    let before = previous.map_or(&[][..], conditions);
+    publish_transitions(context, object, before, conditions(status)).await;
+    Ok("written")
 }
 
 async fn reconcile_model(
@@ -252,8 +269,8 @@ async fn reconcile_model(
     context.finish("LLMModel", key_of("LLMModel", &*model), started, result)
 }
 
-/// Computes and, when it changed, writes the status of `model`: `written`
-/// or `unchanged`.
+/// Computes and, when it changed, writes the status of `model`
+/// ([`write_status`]).
 async fn write_model_status(
     model: &LLMModel,
     context: &Context,
@@ -299,17 +316,10 @@ async fn write_model_status(
         model.status.as_ref(),
         &now(),
     );
-    if model.status.as_ref() == Some(&status) {
-        return Ok("unchanged");
-    }
-    let api = Api::<LLMModel>::namespaced(client.clone(), &namespace);
-    if !apply_status(&api, "LLMModel", &name, &status).await? {
-        return Ok("gone");
-    }
-    tracing::info!(%namespace, model = %name, "LLMModel status written");
-    let before = model.status.as_ref().map_or(&[][..], |s| &s.conditions);
-    publish_transitions(context, model, before, &status.conditions).await;
-    Ok("written")
+    write_status(context, model, model.status.as_ref(), &status, |s| {
+        &s.conditions
+    })
+    .await
 }
 
 async fn reconcile_engine(
@@ -321,7 +331,8 @@ async fn reconcile_engine(
     context.finish("LLMEngine", key_of("LLMEngine", &*engine), started, result)
 }
 
-/// Computes and, when it changed, writes the status of `engine`.
+/// Computes and, when it changed, writes the status of `engine`
+/// ([`write_status`]).
 async fn write_engine_status(
     engine: &LLMEngine,
     context: &Context,
@@ -338,17 +349,10 @@ async fn write_engine_status(
         .map(|m| m.name_any())
         .collect();
     let status = engine_status(engine, &models, engine.status.as_ref(), &now());
-    if engine.status.as_ref() == Some(&status) {
-        return Ok("unchanged");
-    }
-    let api = Api::<LLMEngine>::namespaced(client.clone(), &namespace);
-    if !apply_status(&api, "LLMEngine", &name, &status).await? {
-        return Ok("gone");
-    }
-    tracing::info!(%namespace, engine = %name, "LLMEngine status written");
-    let before = engine.status.as_ref().map_or(&[][..], |s| &s.conditions);
-    publish_transitions(context, engine, before, &status.conditions).await;
-    Ok("written")
+    write_status(context, engine, engine.status.as_ref(), &status, |s| {
+        &s.conditions
+    })
+    .await
 }
 
 /// A Kubernetes Event for each condition change that deserves one

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::runtime::watcher;
 
+use crate::status::is_ready;
 use crate::{MODEL_ANNOTATION, MODEL_LABEL, STATUS_ANNOTATION};
 
 /// The objects of `events` whose `key` changed since the object was last
@@ -86,18 +87,11 @@ pub fn generation<K: Resource>(object: &K) -> u64 {
 pub fn pod_facts(pod: &Pod) -> u64 {
     let labels = pod.metadata.labels.as_ref();
     let annotations = pod.metadata.annotations.as_ref();
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
     hash((
         labels.and_then(|l| l.get(MODEL_LABEL)),
         annotations.and_then(|a| a.get(MODEL_ANNOTATION)),
         annotations.is_some_and(|a| a.contains_key(STATUS_ANNOTATION)),
-        ready,
+        is_ready(pod),
     ))
 }
 

@@ -63,6 +63,26 @@ fn is(status: &Value, type_: &str, value: &str) -> bool {
     condition(status, type_)["status"] == value
 }
 
+/// Waits until the model's condition `type_` is `state`, then gives its
+/// message if `judge` accepts it with the whole status (else the status).
+fn condition_becomes(
+    suite: &Suite,
+    (namespace, model): (&str, &str),
+    (type_, state): (&str, &str),
+    judge: impl Fn(&Value, &str) -> bool,
+) -> Result<String, String> {
+    let status = wait_for(suite, namespace, model, |s| is(s, type_, state))?;
+    let message = condition(&status, type_)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if judge(&status, &message) {
+        Ok(message)
+    } else {
+        Err(status.to_string())
+    }
+}
+
 /// The Events of `kind`/`name` as (type, reason, note, reporting instance).
 fn events(
     suite: &Suite,
@@ -154,16 +174,12 @@ pub fn check(suite: &mut Suite, namespace: &str, serve: &Serve) {
     });
     let created = suite.kubectl.with_object(&["create"], &object);
     let result = if created.success {
-        wait_for(suite, namespace, model, |s| is(s, "EngineFound", "False")).and_then(|s| {
-            let message = condition(&s, "EngineFound")["message"]
-                .as_str()
-                .unwrap_or_default();
-            if message.contains("does not exist") && is(&s, "Valid", "Unknown") {
-                Ok(message.to_owned())
-            } else {
-                Err(s.to_string())
-            }
-        })
+        condition_becomes(
+            suite,
+            (namespace, model),
+            ("EngineFound", "False"),
+            |s, message| message.contains("does not exist") && is(s, "Valid", "Unknown"),
+        )
     } else {
         Err(created.both())
     };
@@ -412,31 +428,22 @@ fn engine_made_after_the_model(suite: &mut Suite, namespace: &str) {
     let made = suite.kubectl.with_object(&["create"], &model_object);
     let made_engine = suite.kubectl.with_object(&["create"], &engine_with(1));
     let result = if made.success && made_engine.success {
-        wait_for(suite, namespace, model, |s| is(s, "Valid", "False")).and_then(|s| {
-            let message = condition(&s, "Valid")["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let webhook = suite
-                .kubectl
-                .with_object(&["create", "--dry-run=server"], &pod);
-            let denial = crate::squash(&webhook.stderr);
-            let own = message
-                .strip_suffix(" (pods asking for this model are refused)")
-                .unwrap_or(&message);
-            if !webhook.success && denial.contains(own) {
-                Ok(format!(
-                    "status: {message}
-webhook: {denial}"
-                ))
-            } else {
-                Err(format!(
-                    "status: {message}
-webhook: {}",
-                    webhook.both()
-                ))
-            }
-        })
+        condition_becomes(suite, (namespace, model), ("Valid", "False"), |_, _| true).and_then(
+            |message| {
+                let webhook = suite
+                    .kubectl
+                    .with_object(&["create", "--dry-run=server"], &pod);
+                let denial = crate::squash(&webhook.stderr);
+                let own = message
+                    .strip_suffix(" (pods asking for this model are refused)")
+                    .unwrap_or(&message);
+                if !webhook.success && denial.contains(own) {
+                    Ok(format!("status: {message}\nwebhook: {denial}"))
+                } else {
+                    Err(format!("status: {message}\nwebhook: {}", webhook.both()))
+                }
+            },
+        )
     } else {
         Err(format!("{}\n{}", made.both(), made_engine.both()))
     };
@@ -493,17 +500,15 @@ fn engine_in_another_namespace(suite: &mut Suite, namespace: &str) {
     let made = suite.kubectl.with_object(&["create"], &engine_object);
     let made_model = suite.kubectl.with_object(&["create"], &model_object);
     let result = if made.success && made_model.success {
-        wait_for(suite, namespace, model, |s| is(s, "EngineFound", "False")).and_then(|s| {
-            let found = condition(&s, "EngineFound");
-            let message = found["message"].as_str().unwrap_or_default();
-            if found["reason"] == "EngineInOtherNamespace"
-                && message.contains(&format!("namespace \"{elsewhere}\""))
-            {
-                Ok(message.to_owned())
-            } else {
-                Err(s.to_string())
-            }
-        })
+        condition_becomes(
+            suite,
+            (namespace, model),
+            ("EngineFound", "False"),
+            |s, message| {
+                condition(s, "EngineFound")["reason"] == "EngineInOtherNamespace"
+                    && message.contains(&format!("namespace \"{elsewhere}\""))
+            },
+        )
     } else {
         Err(format!("{}\n{}", made.both(), made_model.both()))
     };
@@ -634,19 +639,15 @@ pub fn engine_deleted_while_pods_run(suite: &mut Suite, namespace: &str, replica
         .kubectl
         .run(&["delete", "llmengine", engine, "-n", namespace], None);
     let result = if deleted.success {
-        wait_for(suite, namespace, model, |s| is(s, "EngineFound", "False")).and_then(|s| {
-            let message = condition(&s, "EngineFound")["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if message.contains("the 1 pod(s) already injected keep running")
-                && is(&s, "Ready", "True")
-            {
-                Ok(message)
-            } else {
-                Err(s.to_string())
-            }
-        })
+        condition_becomes(
+            suite,
+            (namespace, model),
+            ("EngineFound", "False"),
+            |s, message| {
+                message.contains("the 1 pod(s) already injected keep running")
+                    && is(s, "Ready", "True")
+            },
+        )
     } else {
         Err(deleted.both())
     };
