@@ -23,6 +23,7 @@ pub const STATUS_ANNOTATION: &str = "llm.injector.dev/status";
 pub const MODEL_LABEL: &str = "llm.injector.dev/model";
 
 pub mod catalog;
+pub mod estimate;
 pub mod inject;
 pub mod layout;
 pub mod lookup;
