@@ -9,6 +9,7 @@ use llm_injector::Catalog;
 
 mod certs_cli;
 mod cli_common;
+mod estimate_cli;
 mod probe_cli;
 mod route_cli;
 mod serve_cli;
@@ -53,6 +54,9 @@ enum Command {
     /// the validating webhook's rules, offline (for CI and GitOps). Exit 1 on
     /// any error.
     Validate(ValidateArgs),
+    /// Print what one engine instance of an Ollama library model needs in
+    /// GPU memory (Ollama 0.12.6's own estimate) and the GPU sizes it fits.
+    Estimate(estimate_cli::EstimateArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -95,6 +99,9 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
         Command::Route(args) => route_cli::run(*args).map_err(|e| vec![e]),
         Command::Validate(args) => run_validate(&args),
+        Command::Estimate(args) => estimate_cli::run(&args)
+            .map_err(|e| vec![e])
+            .and_then(|table| write_stdout(&table)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{LLMEngine, LLMEngineStatus, LLMModel, LLMModelStatus, PodCounts};
 use crate::inject::InjectError;
-use crate::validate::{Report, validate_engine, validate_model_on};
+use crate::validate::{MemoryFit, Report, memory_fit, validate_engine, validate_model_on};
 use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
 
 /// The condition that says a model's LLMEngine exists.
@@ -18,6 +18,8 @@ pub const ENGINE_FOUND: &str = "EngineFound";
 pub const VALID: &str = "Valid";
 /// The condition that says at least one pod using the model is ready.
 pub const READY: &str = "Ready";
+/// The condition that says one instance of the model fits its GPUs' memory.
+pub const FITS: &str = "Fits";
 
 /// What the status needs of one pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +215,19 @@ pub fn model_status(
             }
         }
     }
+    let (state, reason, message) = match engine.map(|e| memory_fit(&model.spec, e)) {
+        None => (
+            State::Unknown,
+            "EngineNotFound",
+            format!("the model's GPUs are unknown without its LLMEngine {engine_name:?}"),
+        ),
+        Some(MemoryFit::NotChecked(m)) => (State::Unknown, "NotChecked", m),
+        Some(MemoryFit::Unknown(m)) => (State::Unknown, "FactsUnknown", m),
+        Some(MemoryFit::Fits(m)) => (State::True, "Fits", m),
+        Some(MemoryFit::Offloads(m)) => (State::False, "OffloadsToCpu", m),
+        Some(MemoryFit::DoesNotFit(m)) => (State::False, "ExceedsGpuMemory", m),
+    };
+    conditions.set(FITS, state, reason, message);
     let counts = PodCounts {
         injected: count(pods.len()),
         ready: count(pods.iter().filter(|p| p.ready).count()),
@@ -582,6 +597,57 @@ mod tests {
     }
 
     #[test]
+    fn fits_follows_the_memory_check() {
+        let llama = |engine_memory: Option<&str>| {
+            let model: LLMModel = serde_json::from_value(json!({
+                "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+                "metadata": {"name": "llama", "namespace": "team-a", "generation": 1},
+                "spec": {"engineRef": {"name": "gpu"}, "model": "llama3.1:8b"},
+            }))
+            .unwrap();
+            let engine = engine(json!({"runtime": "Ollama", "accelerator": {
+                "vendor": "NVIDIA", "memoryPerDevice": engine_memory}}));
+            (model, engine)
+        };
+        // (engine's memoryPerDevice, engine exists, Fits, reason, a fragment)
+        let cases = [
+            (Some("24Gi"), true, "True", "Fits", "needs ~5.8 GiB"),
+            (
+                Some("4Gi"),
+                true,
+                "False",
+                "OffloadsToCpu",
+                "20 of its 33 layers",
+            ),
+            (None, true, "Unknown", "NotChecked", "memoryPerDevice"),
+            (
+                Some("24Gi"),
+                false,
+                "Unknown",
+                "EngineNotFound",
+                "without its LLMEngine",
+            ),
+        ];
+        for (memory, exists, state, reason, fragment) in cases {
+            let (model, engine) = llama(memory);
+            let engine = exists.then_some(&engine);
+            let status = model_status(&model, engine, &[], &[], None, &time(0));
+            let fits = condition(&status, FITS);
+            assert_eq!(
+                (fits.status.as_str(), fits.reason.as_str()),
+                (state, reason),
+                "{memory:?}: {}",
+                fits.message
+            );
+            assert!(fits.message.contains(fragment), "{}", fits.message);
+            // Offloading is a warning: the model stays Valid.
+            if exists {
+                assert_eq!(condition(&status, VALID).status, "True");
+            }
+        }
+    }
+
+    #[test]
     fn transition_times_move_only_with_the_status() {
         let model = model(json!({}));
         let engine = nvidia();
@@ -608,7 +674,7 @@ mod tests {
             .collect();
         assert_eq!(moved, [ENGINE_FOUND, VALID]);
         // Everything is new the first time.
-        assert_eq!(transitions(&[], &first.conditions).len(), 3);
+        assert_eq!(transitions(&[], &first.conditions).len(), 4);
     }
 
     #[test]

@@ -187,6 +187,7 @@ fn engine(name: String) -> impl Strategy<Value = LLMEngine> {
                         resource_name: None,
                         max_devices_per_instance: max.filter(|_| gpu),
                         runtime_class_name: runtime_class.filter(|_| gpu),
+                        memory_per_device: None,
                     },
                     resources: None,
                     pull_resources: None,
@@ -228,6 +229,7 @@ fn model(name: &'static str) -> impl Strategy<Value = LLMModel> {
                         ..Default::default()
                     }),
                     client_env: Vec::new(),
+                    facts: None,
                 },
             );
             m.metadata.namespace = Some("team-a".to_owned());

@@ -192,6 +192,13 @@ pub struct Accelerator {
     #[schemars(range(min = 1, max = 64))]
     pub max_devices_per_instance: Option<i32>,
 
+    /// Memory of each GPU an instance gets, for example `24Gi` (an NVIDIA L4)
+    /// or `10Gi` (a MIG slice). With it, a model whose estimate does not fit
+    /// its instance's GPUs is refused, and one that fits only by putting
+    /// layers on the CPU gets a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_per_device: Option<Quantity>,
+
     /// The RuntimeClass pods with this engine run under, for example `nvidia`
     /// where the NVIDIA runtime is not the node default.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,8 +33,8 @@ pub use engine::{
     LLMEngineSpec, ModelStore, Runtime, Vendor,
 };
 pub use model::{
-    DEVICE_VISIBILITY_ENV, EngineRef, LLMModel, LLMModelSpec, Parallelism, STANDARD_CLIENT_ENV,
-    Serving,
+    DEVICE_VISIBILITY_ENV, EngineRef, LLMModel, LLMModelSpec, ModelArchitecture, ModelFacts,
+    Parallelism, STANDARD_CLIENT_ENV, Serving,
 };
 pub use status::{LLMEngineStatus, LLMModelStatus, PodCounts};
 

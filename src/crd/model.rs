@@ -102,6 +102,73 @@ pub struct LLMModelSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub client_env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+
+    /// What the model needs in memory, for the check that one engine instance
+    /// fits its GPUs (the engine's `accelerator.memoryPerDevice`). Popular
+    /// Ollama library models are known without it; a fact given here replaces
+    /// the known one. The numbers are the model's GGUF metadata (`ollama show
+    /// --verbose` prints them) or its `config.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<ModelFacts>,
+}
+
+/// What the memory estimate needs of a model (its GGUF metadata).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelFacts {
+    /// Size of the weights: the model file as `ollama list` shows it, for
+    /// example `5.2G` (decimal) or `4.9Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    /// Family, which decides how Ollama 0.12.6 computes the KV cache and the
+    /// compute graph: `Llama` (Llama, Mistral and most dense transformers),
+    /// `Phi3`, `Qwen3`, `Gemma3` or `Bert` (embedding models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<ModelArchitecture>,
+    /// Transformer blocks (`block_count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub layers: Option<i32>,
+    /// Attention heads (`attention.head_count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub attention_heads: Option<i32>,
+    /// Key/value heads (`attention.head_count_kv`; equal to attentionHeads
+    /// without grouped-query attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub kv_heads: Option<i32>,
+    /// Dimension of one attention head (`attention.key_length`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub head_dim: Option<i32>,
+    /// Hidden size (`embedding_length`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub embedding_length: Option<i32>,
+    /// Tokens in the vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16777216))]
+    pub vocabulary: Option<i32>,
+    /// The context the model was trained for (`context_length`): Ollama
+    /// never uses more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16777216))]
+    pub trained_context: Option<i32>,
+    /// Tokens of a sliding-window layer (`attention.sliding_window`), for `Gemma3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16777216))]
+    pub sliding_window: Option<i32>,
+}
+
+/// Model families whose memory Ollama computes differently.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ModelArchitecture {
+    Llama,
+    Phi3,
+    Qwen3,
+    Gemma3,
+    Bert,
 }
 
 /// The environment every container of the pod's own gets, in this order,

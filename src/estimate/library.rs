@@ -29,6 +29,11 @@ pub fn library_model(reference: &str) -> Option<&'static LibraryModel> {
         .find(|m| m.reference == reference || m.aliases.contains(&reference))
 }
 
+/// Every model of the table.
+pub fn library_models() -> &'static [LibraryModel] {
+    MODELS
+}
+
 #[allow(clippy::too_many_arguments)]
 const fn facts(
     weights: Option<u64>,
@@ -51,7 +56,7 @@ const fn facts(
         vocabulary: Some(vocabulary),
         trained_context: Some(trained_context),
         context_parameter: None,
-        architecture,
+        architecture: Some(architecture),
     }
 }
 
@@ -329,7 +334,7 @@ mod tests {
         // their own (qwen3:0.6b: 128, not 1024 / 16).
         for model in MODELS {
             let f = model.facts;
-            if f.architecture == Architecture::Llama {
+            if f.architecture == Some(Architecture::Llama) {
                 assert_eq!(
                     f.head_dim.unwrap() * f.attention_heads.unwrap(),
                     f.embedding_length.unwrap(),

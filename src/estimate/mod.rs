@@ -39,7 +39,7 @@
 
 mod library;
 
-pub use library::{LibraryModel, library_model};
+pub use library::{LibraryModel, library_model, library_models};
 
 /// A mebibyte.
 pub const MIB: u64 = 1 << 20;
@@ -113,7 +113,7 @@ pub struct ModelFacts {
     /// `OLLAMA_CONTEXT_LENGTH` (`server/routes.go:101-112`).
     pub context_parameter: Option<u32>,
     /// Its family.
-    pub architecture: Architecture,
+    pub architecture: Option<Architecture>,
 }
 
 /// Ollama's KV cache types (`OLLAMA_KV_CACHE_TYPE`).
@@ -238,13 +238,16 @@ pub fn estimate(
     let embedding = need(facts.embedding_length, "embeddingLength");
     let vocabulary = need(facts.vocabulary, "vocabulary");
     let weights = facts.weights.unwrap_or_else(|| {
-        missing.push(Missing("weights"));
+        missing.push(Missing("weightsSize"));
         0
+    });
+    let architecture = facts.architecture.unwrap_or_else(|| {
+        missing.push(Missing("architecture"));
+        Architecture::Llama
     });
     if !missing.is_empty() {
         return Err(missing);
     }
-    let architecture = facts.architecture;
     let requested = facts
         .context_parameter
         .or(serving.context_length)
@@ -520,11 +523,15 @@ mod tests {
             vocabulary: Some(151_936),
             trained_context: Some(40_960),
             context_parameter: None,
-            architecture: Architecture::Qwen3,
+            architecture: None,
         };
         assert_eq!(
             estimate(&facts, &Serving::default(), 1),
-            Err(vec![Missing("kvHeads"), Missing("weights")])
+            Err(vec![
+                Missing("kvHeads"),
+                Missing("weightsSize"),
+                Missing("architecture")
+            ])
         );
     }
 
@@ -590,7 +597,9 @@ mod tests {
                     assert!(estimate.total > estimate.weights, "{}", model.reference);
                     assert!(estimate.context >= 256, "{}", model.reference);
                 }
-                Err(missing) => assert_eq!(missing, [Missing("weights")], "{}", model.reference),
+                Err(missing) => {
+                    assert_eq!(missing, [Missing("weightsSize")], "{}", model.reference)
+                }
             }
             assert!(model.source.starts_with("https://"), "{}", model.reference);
         }

@@ -298,6 +298,7 @@ mod tests {
                 devices: devices.map(|d| d.iter().map(|s| (*s).to_owned()).collect()),
                 serving: None,
                 client_env: Vec::new(),
+                facts: None,
             },
         )
     }

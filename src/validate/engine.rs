@@ -132,6 +132,15 @@ fn check_accelerator(accelerator: &Accelerator, report: &mut Report) {
             format!("{max} is out of range: one engine instance uses 1..64 GPUs; set it in that range or remove it (default 8)"),
         );
     }
+    if let Some(memory) = &accelerator.memory_per_device
+        && crate::quantity::bytes(&memory.0).is_none_or(|bytes| bytes == 0)
+    {
+        report.error(
+            Rule::MemoryPerDevice,
+            field("memoryPerDevice"),
+            format!("{:?} is not an amount of memory; write the memory of one GPU as a quantity such as 24Gi or 80Gi, or remove it", memory.0),
+        );
+    }
     if let Some(resource) = &accelerator.resource_name {
         check_resource_name(resource, accelerator, report);
     }

@@ -76,6 +76,7 @@ mod tests {
             devices: (!devices.is_empty()).then(|| devices.iter().map(|d| (*d).into()).collect()),
             serving: None,
             client_env: Vec::new(),
+            facts: None,
         }
     }
 

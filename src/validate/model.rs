@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::client_env::check_client_env;
 use super::fit::check_fit;
+use super::memory::check_memory;
 use super::names::{DNS_SUBDOMAIN_HINT, is_dns_subdomain};
 use super::ollama::parse_ollama_name;
 use super::report::{Report, Rule};
@@ -46,6 +47,10 @@ pub fn validate_model_on(model: &LLMModel, engine: &LLMEngine) -> Report {
         &mut report,
     );
     check_fit(&model.spec, engine, &mut report);
+    // The memory of GPUs the model cannot have is beside the point.
+    if report.is_allowed() {
+        check_memory(&model.spec, engine, &mut report);
+    }
     report
 }
 

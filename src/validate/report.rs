@@ -42,6 +42,8 @@ rules! {
     CpuEngineGpuSettings = "cpu_engine_gpu_settings",
     /// `maxDevicesPerInstance` is 1..64.
     MaxDevices = "max_devices",
+    /// `memoryPerDevice` is an amount of memory.
+    MemoryPerDevice = "memory_per_device",
     /// `resourceName` is an extended resource `domain/name`.
     ResourceName = "resource_name",
     /// `resourceName` is not another vendor's resource.
@@ -107,6 +109,12 @@ rules! {
     EngineChangeBreaksModel = "engine_change_breaks_model",
     /// A model that uses a changed engine did not fit it before either (warning).
     ModelDoesNotFit = "model_does_not_fit",
+    /// With `memoryPerDevice`: at least one layer of the model fits a GPU of an instance.
+    ModelExceedsGpuMemory = "model_exceeds_gpu_memory",
+    /// With `memoryPerDevice`: the whole model fits the GPUs of an instance (warning).
+    ModelOffloadsToCpu = "model_offloads_to_cpu",
+    /// With `memoryPerDevice`: the facts of the estimate are known (warning).
+    MemoryUnknown = "memory_unknown",
 }
 
 /// One broken rule: the field it is about, and a message naming the value and the fix.

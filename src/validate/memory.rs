@@ -1,0 +1,490 @@
+//! Whether one engine instance of a model fits the memory of its GPUs, by
+//! [`crate::estimate`], when the engine says how much memory a GPU has
+//! (`accelerator.memoryPerDevice`). The facts come from the model's
+//! `spec.facts` over the built-in table of Ollama library models; the
+//! Ollama settings from the model's `serving` and the engine's `env`.
+
+use super::report::{Report, Rule};
+use crate::crd::{LLMEngine, LLMModelSpec, ModelArchitecture, Vendor};
+use crate::estimate::{
+    self, Architecture, GPU_MINIMUM_MEMORY, Gpus, KvCacheType, ModelFacts, Placement, Serving, gib,
+    library_model,
+};
+use crate::quantity;
+
+/// What the memory check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryFit {
+    /// Not checked: a CPU engine, or no `accelerator.memoryPerDevice`.
+    NotChecked(String),
+    /// Facts the estimate needs are unknown (the message names them).
+    Unknown(String),
+    /// Everything fits the GPUs.
+    Fits(String),
+    /// Some layers would run on the CPU.
+    Offloads(String),
+    /// No layer fits a GPU: the model would run on the CPU, the GPUs idle.
+    DoesNotFit(String),
+}
+
+/// The memory check of `spec` on `engine`.
+pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
+    let engine_name = engine.metadata.name.as_deref().unwrap_or_default();
+    let accelerator = &engine.spec.accelerator;
+    if accelerator.vendor == Vendor::None {
+        return MemoryFit::NotChecked(format!(
+            "LLMEngine {engine_name:?} is CPU-only: no GPU memory to check"
+        ));
+    }
+    let Some(size) = &accelerator.memory_per_device else {
+        return MemoryFit::NotChecked(format!(
+            "LLMEngine {engine_name:?} does not say how much memory its GPUs have: set accelerator.memoryPerDevice (for example 24Gi) to check that the model fits"
+        ));
+    };
+    let Some(memory) = quantity::bytes(&size.0) else {
+        return MemoryFit::NotChecked(format!(
+            "LLMEngine {engine_name:?} accelerator.memoryPerDevice {:?} is not a quantity such as 24Gi",
+            size.0
+        ));
+    };
+    let count = u32::try_from(spec.effective_gpus(accelerator.vendor)).unwrap_or(0);
+    let gpus = |count: u32| Gpus {
+        count,
+        memory,
+        minimum: GPU_MINIMUM_MEMORY,
+    };
+    let (facts, quantization) = facts_of(spec);
+    let serving = serving_of(spec, engine);
+    let name = match quantization {
+        Some(q) => format!("{} {q}", spec.model),
+        None => spec.model.clone(),
+    };
+    let found = match estimate::estimate(&facts, &serving, count) {
+        Ok(found) => found,
+        Err(missing) => {
+            let gemma_without_window = spec
+                .facts
+                .as_ref()
+                .is_some_and(|f| f.architecture == Some(ModelArchitecture::Gemma3));
+            let fields: Vec<String> = missing
+                .iter()
+                .map(|m| match m.0 {
+                    // Gemma3 is known only with its window.
+                    "architecture" if gemma_without_window => "spec.facts.slidingWindow".to_owned(),
+                    name => format!("spec.facts.{name}"),
+                })
+                .collect();
+            let table = if library_model(&spec.model).is_some() {
+                format!(
+                    "the built-in table of Ollama library models knows {} but not that",
+                    spec.model
+                )
+            } else {
+                format!(
+                    "{} is not in the built-in table of Ollama library models",
+                    spec.model
+                )
+            };
+            return MemoryFit::Unknown(format!(
+                "cannot tell whether {name} fits {count} x {}: {} unknown ({table}); set {} from `ollama show --verbose` or the model's config.json",
+                gib(memory),
+                fields.join(", "),
+                fields.join(", "),
+            ));
+        }
+    };
+    let approximate = if found.approximate {
+        " (Ollama measures this model family's compute graph when loading; the graph here is the llama formula's)"
+    } else {
+        ""
+    };
+    let needs = format!(
+        "{name} needs ~{} on {count} GPU(s) at a context of {} x {} request(s) ({} weights, {} KV cache ({}), {} compute graph and {} kept free per GPU){approximate}",
+        gib(found.needed(&gpus(count))),
+        found.context,
+        found.parallel,
+        gib(found.weights),
+        gib(found.kv_cache),
+        found.kv_cache_type.as_str(),
+        gib(found.graph),
+        gib(found.reserved + GPU_MINIMUM_MEMORY),
+    );
+    let has = format!("an instance has {count} x {}", gib(memory));
+    let placement = found.placement(&gpus(count));
+    if placement == Placement::Gpu {
+        return MemoryFit::Fits(format!("{needs}; {has}"));
+    }
+    let fix = fix(engine, &facts, &serving, gpus, count);
+    match placement {
+        Placement::Gpu => MemoryFit::Fits(format!("{needs}; {has}")),
+        Placement::Split { on_gpu, layers } => MemoryFit::Offloads(format!(
+            "{needs}; {has}: Ollama puts {on_gpu} of its {layers} layers on the GPU(s) and runs the rest on the CPU, several times slower; {fix}"
+        )),
+        Placement::Cpu => MemoryFit::DoesNotFit(format!(
+            "{needs}; {has}, where not one layer fits beside what each GPU keeps: Ollama would run the model on the CPU and leave the GPUs idle; {fix}"
+        )),
+    }
+}
+
+/// How to make it fit: more GPUs per instance (up to the engine's limit),
+/// a smaller context or fewer parallel requests, or larger GPUs.
+fn fix(
+    engine: &LLMEngine,
+    facts: &ModelFacts,
+    serving: &Serving,
+    gpus: impl Fn(u32) -> Gpus,
+    count: u32,
+) -> String {
+    let max = u32::try_from(engine.spec.effective_max_devices()).unwrap_or(0);
+    let wider = (count + 1..=max).find(|&n| {
+        estimate::estimate(facts, serving, n).is_ok_and(|e| e.placement(&gpus(n)) == Placement::Gpu)
+    });
+    let mut fixes = Vec::new();
+    if let Some(n) = wider {
+        fixes.push(format!("raise parallelism.model to {n}"));
+    }
+    let defaults = Serving {
+        context_length: Some(2048),
+        parallel_requests: Some(1),
+        ..*serving
+    };
+    if estimate::estimate(facts, &defaults, count)
+        .is_ok_and(|e| e.placement(&gpus(count)) == Placement::Gpu)
+    {
+        fixes.push("lower serving.contextLength or serving.parallelRequests".to_owned());
+    }
+    let needed = estimate::estimate(facts, serving, 1)
+        .map(|e| e.needed(&gpus(1)))
+        .unwrap_or_default();
+    fixes.push(format!(
+        "use GPUs with more memory (one GPU would need ~{})",
+        gib(needed)
+    ));
+    match fixes.len() {
+        1 => fixes.remove(0),
+        _ => {
+            let last = fixes.pop().unwrap_or_default();
+            format!("{}, or {last}", fixes.join(", "))
+        }
+    }
+}
+
+/// The model's facts: `spec.facts` over the built-in table's, and the
+/// quantization the table knows.
+fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>) {
+    let known = library_model(&spec.model);
+    let mut facts = known.map_or(
+        ModelFacts {
+            weights: None,
+            layers: None,
+            attention_heads: None,
+            kv_heads: None,
+            head_dim: None,
+            embedding_length: None,
+            vocabulary: None,
+            trained_context: None,
+            context_parameter: None,
+            architecture: None,
+        },
+        |m| m.facts,
+    );
+    let Some(given) = &spec.facts else {
+        return (facts, known.and_then(|m| m.quantization));
+    };
+    let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
+    if let Some(size) = &given.weights_size {
+        facts.weights = quantity::bytes(&size.0);
+    }
+    facts.layers = positive(given.layers).or(facts.layers);
+    facts.attention_heads = positive(given.attention_heads).or(facts.attention_heads);
+    facts.kv_heads = positive(given.kv_heads).or(facts.kv_heads);
+    facts.head_dim = positive(given.head_dim).or(facts.head_dim);
+    facts.embedding_length = positive(given.embedding_length).or(facts.embedding_length);
+    facts.vocabulary = positive(given.vocabulary).or(facts.vocabulary);
+    facts.trained_context = positive(given.trained_context).or(facts.trained_context);
+    if let Some(architecture) = given.architecture {
+        let known_window = match facts.architecture {
+            Some(Architecture::Gemma3 { sliding_window }) => Some(sliding_window),
+            _ => None,
+        };
+        facts.architecture = match architecture {
+            ModelArchitecture::Llama => Some(Architecture::Llama),
+            ModelArchitecture::Phi3 => Some(Architecture::Phi3),
+            ModelArchitecture::Qwen3 => Some(Architecture::Qwen3),
+            ModelArchitecture::Bert => Some(Architecture::Bert),
+            ModelArchitecture::Gemma3 => positive(given.sliding_window)
+                .or(known_window)
+                .map(|sliding_window| Architecture::Gemma3 { sliding_window }),
+        };
+    }
+    // A user's facts describe another file than the table's row.
+    (facts, None)
+}
+
+/// The Ollama settings that change memory: the model's `serving`, and the
+/// engine's `env` for the rest.
+fn serving_of(spec: &LLMModelSpec, engine: &LLMEngine) -> Serving {
+    let env = |name: &str| {
+        engine
+            .spec
+            .env
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.as_deref())
+    };
+    let number = |name: &str| env(name).and_then(|v| v.trim().parse::<u32>().ok());
+    let serving = spec.serving.as_ref();
+    let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
+    Serving {
+        context_length: positive(serving.and_then(|s| s.context_length))
+            .or_else(|| number("OLLAMA_CONTEXT_LENGTH")),
+        parallel_requests: positive(serving.and_then(|s| s.parallel_requests))
+            .or_else(|| number("OLLAMA_NUM_PARALLEL")),
+        kv_cache_type: match env("OLLAMA_KV_CACHE_TYPE")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("q8_0") => KvCacheType::Q8_0,
+            Some("q4_0") => KvCacheType::Q4_0,
+            _ => KvCacheType::F16,
+        },
+        // Go's strconv.ParseBool, as Ollama's envconfig.Bool reads it.
+        flash_attention: env("OLLAMA_FLASH_ATTENTION").and_then(|v| match v.trim() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+            _ => None,
+        }),
+        gpu_overhead: env("OLLAMA_GPU_OVERHEAD")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// The memory check as validation: no layer on a GPU is an error, some on
+/// the CPU or unknown facts a warning.
+pub(super) fn check_memory(spec: &LLMModelSpec, engine: &LLMEngine, report: &mut Report) {
+    match memory_fit(spec, engine) {
+        MemoryFit::NotChecked(_) | MemoryFit::Fits(_) => {}
+        MemoryFit::Unknown(message) => report.warn(Rule::MemoryUnknown, "spec.facts", message),
+        MemoryFit::Offloads(message) => {
+            report.warn(Rule::ModelOffloadsToCpu, "spec.parallelism.model", message)
+        }
+        MemoryFit::DoesNotFit(message) => report.error(
+            Rule::ModelExceedsGpuMemory,
+            "spec.parallelism.model",
+            message,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::testing;
+    use serde_json::json;
+
+    fn engine(memory: Option<&str>, env: serde_json::Value) -> LLMEngine {
+        testing::engine(
+            "gpu",
+            json!({"accelerator": {"vendor": "NVIDIA", "maxDevicesPerInstance": 4, "memoryPerDevice": memory}, "env": env}),
+        )
+    }
+
+    fn spec(
+        model: &str,
+        gpus: i32,
+        serving: serde_json::Value,
+        facts: serde_json::Value,
+    ) -> LLMModelSpec {
+        serde_json::from_value(json!({
+            "model": model, "engineRef": {"name": "gpu"},
+            "parallelism": {"model": gpus}, "serving": serving, "facts": facts,
+        }))
+        .unwrap()
+    }
+
+    fn kind(fit: &MemoryFit) -> &'static str {
+        match fit {
+            MemoryFit::NotChecked(_) => "not checked",
+            MemoryFit::Unknown(_) => "unknown",
+            MemoryFit::Fits(_) => "fits",
+            MemoryFit::Offloads(_) => "offloads",
+            MemoryFit::DoesNotFit(_) => "does not fit",
+        }
+    }
+
+    fn message(fit: &MemoryFit) -> &str {
+        match fit {
+            MemoryFit::NotChecked(m)
+            | MemoryFit::Unknown(m)
+            | MemoryFit::Fits(m)
+            | MemoryFit::Offloads(m)
+            | MemoryFit::DoesNotFit(m) => m,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let none = json!(null);
+        let long = json!({"contextLength": 32768, "parallelRequests": 4});
+        // (what, model spec, engine, verdict, fragments of the message)
+        let cases: Vec<(&str, LLMModelSpec, LLMEngine, &str, Vec<&str>)> = vec![
+            (
+                "no memoryPerDevice",
+                spec("llama3.1:8b", 1, none.clone(), none.clone()),
+                engine(None, json!([])),
+                "not checked",
+                vec!["set accelerator.memoryPerDevice"],
+            ),
+            (
+                "llama3.1:8b on a 24 GiB GPU",
+                spec("llama3.1", 1, none.clone(), none.clone()),
+                engine(Some("24Gi"), json!([])),
+                "fits",
+                vec![
+                    "llama3.1 needs ~5.8 GiB on 1 GPU(s) at a context of 4096 x 1",
+                    "an instance has 1 x 24.0 GiB",
+                ],
+            ),
+            (
+                "on a 4 GiB GPU: 20 of 33 layers",
+                spec("llama3.1:8b", 1, none.clone(), none.clone()),
+                engine(Some("4Gi"), json!([])),
+                "offloads",
+                vec![
+                    "20 of its 33 layers",
+                    "raise parallelism.model to 2",
+                    "use GPUs with more memory (one GPU would need ~5.8 GiB)",
+                ],
+            ),
+            (
+                "32768 x 4 on 24 GiB: two GPUs hold it",
+                spec("llama3.1:8b", 1, long.clone(), none.clone()),
+                engine(Some("24Gi"), json!([])),
+                "offloads",
+                vec![
+                    "at a context of 32768 x 4",
+                    "16.0 GiB KV cache (f16)",
+                    "raise parallelism.model to 2, lower serving.contextLength or serving.parallelRequests, or use GPUs with more memory",
+                ],
+            ),
+            (
+                "... and with q8_0 and flash attention from the engine's env",
+                spec("llama3.1:8b", 2, long.clone(), none.clone()),
+                engine(
+                    Some("24Gi"),
+                    json!([{"name": "OLLAMA_FLASH_ATTENTION", "value": "1"}, {"name": "OLLAMA_KV_CACHE_TYPE", "value": "q8_0"}]),
+                ),
+                "fits",
+                vec!["8.0 GiB KV cache (q8_0)"],
+            ),
+            (
+                "phi4 (a 1.2 GiB graph and reserve) on a 1 GiB slice: nothing fits",
+                spec("phi4", 1, none.clone(), none.clone()),
+                engine(Some("1Gi"), json!([])),
+                "does not fit",
+                vec!["not one layer fits", "leave the GPUs idle"],
+            ),
+            (
+                "qwen3 without its size",
+                spec("qwen3:8b", 1, none.clone(), none.clone()),
+                engine(Some("24Gi"), json!([])),
+                "unknown",
+                vec!["spec.facts.weightsSize unknown"],
+            ),
+            (
+                "qwen3 with its size: approximate",
+                spec("qwen3:8b", 1, none.clone(), json!({"weightsSize": "5.2G"})),
+                engine(Some("24Gi"), json!([])),
+                "fits",
+                vec!["measures this model family's compute graph"],
+            ),
+            (
+                "a model of its own, described",
+                spec(
+                    "hf.co/someone/model:Q4_K_M",
+                    1,
+                    none.clone(),
+                    json!({
+                    "weightsSize": "4.9Gi", "architecture": "Llama", "layers": 32, "attentionHeads": 32,
+                    "kvHeads": 8, "headDim": 128, "embeddingLength": 4096, "vocabulary": 128256, "trainedContext": 131072}),
+                ),
+                engine(Some("80Gi"), json!([])),
+                "fits",
+                vec!["hf.co/someone/model:Q4_K_M needs"],
+            ),
+            (
+                "a model of its own, not described",
+                spec(
+                    "hf.co/someone/model:Q4_K_M",
+                    1,
+                    none.clone(),
+                    json!({"weightsSize": "4.9Gi"}),
+                ),
+                engine(Some("80Gi"), json!([])),
+                "unknown",
+                vec!["spec.facts.layers", "spec.facts.architecture"],
+            ),
+            (
+                "Gemma3 without its window",
+                spec(
+                    "hf.co/someone/gemma:Q4_K_M",
+                    1,
+                    none.clone(),
+                    json!({
+                    "weightsSize": "3Gi", "architecture": "Gemma3", "layers": 34, "attentionHeads": 8,
+                    "kvHeads": 4, "headDim": 256, "embeddingLength": 2560, "vocabulary": 262208}),
+                ),
+                engine(Some("24Gi"), json!([])),
+                "unknown",
+                vec!["spec.facts.slidingWindow unknown"],
+            ),
+        ];
+        for (what, spec, engine, expected, fragments) in cases {
+            let fit = memory_fit(&spec, &engine);
+            assert_eq!(kind(&fit), expected, "{what}: {}", message(&fit));
+            for fragment in fragments {
+                assert!(
+                    message(&fit).contains(fragment),
+                    "{what}: {:?} not in {}",
+                    fragment,
+                    message(&fit)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn validation_denies_only_what_cannot_use_a_gpu() {
+        let rules = |model: &str, memory: &str| {
+            let mut report = Report::default();
+            check_memory(
+                &spec(model, 1, json!(null), json!(null)),
+                &engine(Some(memory), json!([])),
+                &mut report,
+            );
+            (
+                report
+                    .errors
+                    .iter()
+                    .map(|v| v.rule.id())
+                    .collect::<Vec<_>>(),
+                report
+                    .warnings
+                    .iter()
+                    .map(|v| v.rule.id())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(rules("llama3.1:8b", "24Gi"), (vec![], vec![]));
+        assert_eq!(
+            rules("llama3.1:8b", "4Gi"),
+            (vec![], vec!["model_offloads_to_cpu"])
+        );
+        assert_eq!(
+            rules("phi4", "1Gi"),
+            (vec!["model_exceeds_gpu_memory"], vec![])
+        );
+        assert_eq!(rules("qwen3:14b", "24Gi"), (vec![], vec!["memory_unknown"]));
+    }
+}
