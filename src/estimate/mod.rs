@@ -273,25 +273,33 @@ pub fn estimate(
     };
     let batch = u64::from(context).min(BATCH);
     let tokens = u64::from(context) * u64::from(parallel);
-    let per_token = (2 * head_dim * kv_heads) as f64 * kv_cache_type.bytes_per_element();
+    // Bytes as f64 and back: a cast to u64 saturates, so no input overflows.
+    let per_token = 2.0 * head_dim as f64 * kv_heads as f64 * kv_cache_type.bytes_per_element();
     let full_layer = (tokens as f64 * per_token) as u64;
-    let kv_of = |layer: u64| match architecture {
-        Architecture::Gemma3 { sliding_window } if !(layer + 1).is_multiple_of(6) => {
+    let (kv_cache, first_layer_kv) = match architecture {
+        // Every 6th layer (i + 1 = 6, 12, ...) holds the whole context.
+        Architecture::Gemma3 { sliding_window } => {
             let window = u64::from(parallel) * u64::from(sliding_window) + batch;
-            (window as f64 * per_token) as u64
+            let window_layer = (window as f64 * per_token) as u64;
+            let global = layers / 6;
+            let total = (global as f64 * full_layer as f64
+                + (layers - global) as f64 * window_layer as f64) as u64;
+            // Layer 0, the buffer Ollama keeps, is a sliding-window layer.
+            (total, window_layer)
         }
-        _ => full_layer,
+        _ => ((layers as f64 * full_layer as f64) as u64, full_layer),
     };
-    let kv_cache: u64 = (0..layers).map(kv_of).sum();
     let graph = if architecture.has_graph_formula() {
         let (full, partial) = llama_graph(tokens, batch, embedding, heads, kv_heads, vocabulary);
         if gpus > 1 { partial } else { full }
     } else {
-        (heads / kv_heads.max(1)) * kv_cache / 6
+        ((heads / kv_heads.max(1)) as f64 * kv_cache as f64 / 6.0) as u64
     };
-    let layer = weights / layers.max(1) + kv_of(0);
-    let reserved_without_minimum = serving.gpu_overhead + layer;
-    let total = weights + kv_cache + u64::from(gpus) * (graph + reserved_without_minimum);
+    let layer = (weights / layers.max(1)).saturating_add(first_layer_kv);
+    let reserved_without_minimum = serving.gpu_overhead.saturating_add(layer);
+    let total = weights.saturating_add(kv_cache).saturating_add(
+        u64::from(gpus).saturating_mul(graph.saturating_add(reserved_without_minimum)),
+    );
     Ok(Estimate {
         context,
         parallel,
@@ -318,6 +326,9 @@ fn llama_graph(
     kv_heads: u64,
     vocabulary: u64,
 ) -> (u64, u64) {
+    // In u128: no input the API takes overflows, and the result saturates.
+    let [tokens, batch, embedding, heads, kv_heads, vocabulary] =
+        [tokens, batch, embedding, heads, kv_heads, vocabulary].map(u128::from);
     let embedding_heads = embedding / heads.max(1);
     let full = (4 * batch * (1 + 4 * embedding + tokens * (1 + heads)))
         .max(4 * batch * (embedding + vocabulary));
@@ -326,20 +337,24 @@ fn llama_graph(
             + embedding * embedding * 9 / 16
             + 4 * tokens * (batch * heads + embedding_heads * kv_heads))
             .max(4 * batch * (embedding + vocabulary) + embedding * vocabulary * 105 / 128);
-    (full, partial)
+    let saturate = |bytes: u128| u64::try_from(bytes).unwrap_or(u64::MAX);
+    (saturate(full), saturate(partial))
 }
 
 impl Estimate {
     /// What each GPU must hold beyond its share of layers: the GPU minimum,
     /// the reserve and the graph.
     fn fixed_per_gpu(&self, gpus: &Gpus) -> u64 {
-        gpus.minimum + self.reserved + self.graph
+        gpus.minimum
+            .saturating_add(self.reserved)
+            .saturating_add(self.graph)
     }
 
     /// What all of `gpus` must have for the whole model (the estimate plus
     /// the GPU minimum on each).
     pub fn needed(&self, gpus: &Gpus) -> u64 {
-        self.total + u64::from(gpus.count) * gpus.minimum
+        self.total
+            .saturating_add(u64::from(gpus.count).saturating_mul(gpus.minimum))
     }
 
     /// How the model loads on `gpus`: whole when everything fits, else as
@@ -348,8 +363,8 @@ impl Estimate {
     pub fn placement(&self, gpus: &Gpus) -> Placement {
         let count = u64::from(gpus.count.max(1));
         let fixed = self.fixed_per_gpu(gpus);
-        let share = (self.weights + self.kv_cache).div_ceil(count);
-        if gpus.count > 0 && fixed + share <= gpus.memory {
+        let share = self.weights.saturating_add(self.kv_cache).div_ceil(count);
+        if gpus.count > 0 && fixed.saturating_add(share) <= gpus.memory {
             return Placement::Gpu;
         }
         // Layers go on a GPU while they fit beside its fixed share
@@ -602,6 +617,63 @@ mod tests {
                 }
             }
             assert!(model.source.starts_with("https://"), "{}", model.reference);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Any facts and settings, however large: no panic, no wrapped sum
+        /// (the total holds its parts), and more memory per GPU never puts
+        /// fewer layers on the GPUs.
+        #[test]
+        fn estimates_hold_for_any_input(
+            numbers in proptest::array::uniform8(proptest::prelude::any::<u32>()),
+            weights in proptest::prelude::any::<u64>(),
+            window in proptest::prelude::any::<u32>(),
+            family in 0..5usize,
+            context in proptest::option::of(proptest::prelude::any::<u32>()),
+            parallel in proptest::option::of(proptest::prelude::any::<u32>()),
+            gpus in 0..9u32,
+            memory in proptest::prelude::any::<u64>(),
+        ) {
+            let architecture = [
+                Architecture::Llama,
+                Architecture::Phi3,
+                Architecture::Qwen3,
+                Architecture::Gemma3 { sliding_window: window },
+                Architecture::Bert,
+            ][family];
+            let facts = ModelFacts {
+                weights: Some(weights),
+                layers: Some(numbers[0]),
+                attention_heads: Some(numbers[1]),
+                kv_heads: Some(numbers[2]),
+                head_dim: Some(numbers[3]),
+                embedding_length: Some(numbers[4]),
+                vocabulary: Some(numbers[5]),
+                trained_context: Some(numbers[6]),
+                context_parameter: (numbers[7] % 2 == 0).then_some(numbers[7]),
+                architecture: Some(architecture),
+            };
+            let serving = Serving {
+                context_length: context,
+                parallel_requests: parallel,
+                ..Serving::default()
+            };
+            let estimate = estimate(&facts, &serving, gpus).unwrap();
+            proptest::prop_assert!(estimate.total >= estimate.weights);
+            proptest::prop_assert!(estimate.total >= estimate.kv_cache);
+            let on_gpu = |placement: Placement| match placement {
+                Placement::Gpu => u64::MAX,
+                Placement::Split { on_gpu, .. } => u64::from(on_gpu),
+                Placement::Cpu => 0,
+            };
+            let smaller = Gpus { count: gpus, memory: memory / 2, minimum: GPU_MINIMUM_MEMORY };
+            let larger = Gpus { memory, ..smaller };
+            proptest::prop_assert!(
+                on_gpu(estimate.placement(&smaller)) <= on_gpu(estimate.placement(&larger))
+            );
         }
     }
 }

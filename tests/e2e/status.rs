@@ -360,6 +360,7 @@ pub fn check(suite: &mut Suite, namespace: &str, serve: &Serve) {
     hand_edited_annotation(suite, namespace, model);
     engine_made_after_the_model(suite, namespace);
     engine_in_another_namespace(suite, namespace);
+    memory_on_gpus(suite, namespace);
     let errors = serve.metric(RECONCILES, &[r#"result="error""#]);
     suite.report.check(
         "no status reconcile failed (serve runs with webhook-config/'s RBAC only)",
@@ -522,6 +523,89 @@ fn engine_in_another_namespace(suite: &mut Suite, namespace: &str) {
     suite
         .kubectl
         .run(&["delete", "llmengine", engine, "-n", elsewhere], None);
+}
+
+/// With the engine's memoryPerDevice: llama3.1:8b on 4 GiB GPUs is accepted
+/// with the offload warning and reads Fits=False with the numbers; phi4 on a
+/// 1 GiB slice is refused by the webhook (no layer fits).
+fn memory_on_gpus(suite: &mut Suite, namespace: &str) {
+    let engine = |name: &str, memory: &str| {
+        json!({
+            "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"accelerator": {"vendor": "NVIDIA", "memoryPerDevice": memory}},
+        })
+    };
+    let model = |name: &str, reference: &str, engine: &str| {
+        json!({
+            "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"model": reference, "engineRef": {"name": engine}},
+        })
+    };
+    let small = suite
+        .kubectl
+        .with_object(&["create"], &engine("gpu-4gi", "4Gi"));
+    let slice = suite
+        .kubectl
+        .with_object(&["create"], &engine("gpu-1gi", "1Gi"));
+    if !(small.success && slice.success) {
+        suite.report.check(
+            "LLMEngines with memoryPerDevice are created",
+            Err::<String, _>(format!("{}\n{}", small.both(), slice.both())),
+        );
+        return;
+    }
+    // The webhook judges by its cache: wait until it holds every engine.
+    let engines = suite
+        .kubectl
+        .run(&["get", "llmengines", "-A", "-o", "name"], None)
+        .stdout
+        .lines()
+        .count();
+    suite.wait_for_cache("LLMEngine", engines);
+    let llama = suite
+        .kubectl
+        .with_object(&["create"], &model("llama-4gi", "llama3.1:8b", "gpu-4gi"));
+    let result = if llama.success && llama.stderr.contains("20 of its 33 layers") {
+        condition_becomes(
+            suite,
+            (namespace, "llama-4gi"),
+            ("Fits", "False"),
+            |s, message| {
+                condition(s, "Fits")["reason"] == "OffloadsToCpu"
+                    && message.contains("needs ~5.8 GiB")
+                    && is(s, "Valid", "True")
+            },
+        )
+        .map(|message| format!("warning: {}\nFits: {message}", crate::squash(&llama.stderr)))
+    } else {
+        Err(llama.both())
+    };
+    suite.report.check(
+        "llama3.1:8b on 4 GiB GPUs: created with the offload warning, Fits=False (OffloadsToCpu) with the numbers",
+        result,
+    );
+    let phi = suite
+        .kubectl
+        .with_object(&["create"], &model("phi4-1gi", "phi4", "gpu-1gi"));
+    suite.report.check(
+        "phi4 on a 1 GiB slice: refused by the webhook, no layer fits",
+        if !phi.success && phi.stderr.contains("not one layer fits") {
+            Ok(crate::squash(&phi.stderr))
+        } else {
+            Err(phi.both())
+        },
+    );
+    for object in [
+        "llmmodel/llama-4gi",
+        "llmengine/gpu-4gi",
+        "llmengine/gpu-1gi",
+    ] {
+        suite
+            .kubectl
+            .run(&["delete", object, "-n", namespace, "--wait=false"], None);
+    }
 }
 
 /// The Lease's holder identity.
