@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use llm_injector::Catalog;
+use llm_injector::validate::NodeGpus;
 
 mod certs_cli;
 mod cli_common;
@@ -87,6 +88,11 @@ struct ValidateArgs {
     /// Namespace of objects that name none (as `kubectl apply -n`).
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
+    /// The cluster's Nodes (`kubectl get nodes -o yaml`): warn when no Node
+    /// has the GPUs a model's pods ask for (count, resource, memory).
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    nodes: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -164,8 +170,13 @@ fn run_validate(args: &ValidateArgs) -> Result<(), Vec<String>> {
     let catalog =
         Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
     let (documents, unreadable) = read_input_documents(&args.files)?;
-    let mut report =
-        llm_injector::manifest::validate_documents(&documents, &args.namespace, &catalog);
+    let nodes = read_nodes(&args.nodes)?;
+    let mut report = llm_injector::manifest::validate_documents_on(
+        &documents,
+        &args.namespace,
+        &catalog,
+        &nodes,
+    );
     for error in unreadable {
         report.add_error(error);
     }
@@ -177,6 +188,34 @@ fn run_validate(args: &ValidateArgs) -> Result<(), Vec<String>> {
         return Err(Vec::new());
     }
     Ok(())
+}
+
+/// The GPUs of the Nodes in `paths` (`kind: Node` documents, also inside a
+/// `kind: List`); anything else there is an error.
+fn read_nodes(paths: &[PathBuf]) -> Result<Vec<NodeGpus>, Vec<String>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (documents, mut errors) = read_input_documents(paths)?;
+    let mut nodes = Vec::new();
+    for document in llm_injector::manifest::flatten_lists(&documents) {
+        if document.value.get("kind").and_then(|k| k.as_str()) != Some("Node") {
+            errors.push(format!(
+                "{}: --nodes takes Node objects (`kubectl get nodes -o yaml`), not this document",
+                document.origin()
+            ));
+            continue;
+        }
+        match serde_json::from_value(document.value.clone()) {
+            Ok(node) => nodes.push(NodeGpus::of(&node)),
+            Err(e) => errors.push(format!("{}: not a Node: {e}", document.origin())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(nodes)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The documents of every `-f` argument, and the errors of those that are not

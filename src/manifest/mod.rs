@@ -18,7 +18,7 @@ pub use crate::yaml::{
 };
 
 mod validate;
-pub use validate::{DocumentsReport, Finding, Severity, validate_documents};
+pub use validate::{DocumentsReport, Finding, Severity, validate_documents, validate_documents_on};
 
 /// Why a manifest could not be read or injected.
 #[derive(Debug, Error, Clone, PartialEq)]

@@ -14,7 +14,8 @@ use super::{SourceDocument, flatten_lists, inject_documents};
 use crate::catalog::Catalog;
 use crate::crd::{API_VERSION, LLMEngine, LLMModel, crds};
 use crate::inject::Injector;
-use crate::validate::{Report, validate_engine, validate_model};
+use crate::lookup::ModelLookup;
+use crate::validate::{NodeGpus, Report, node_advice, validate_engine, validate_model};
 use crate::yaml::{CatalogDocument, CatalogObject, ObjectRef, Unusable};
 
 /// How bad a finding is.
@@ -59,6 +60,14 @@ impl DocumentsReport {
     pub fn add_error(&mut self, text: String) {
         self.findings.push(Finding {
             severity: Severity::Error,
+            text,
+        });
+    }
+
+    /// Adds a warning that is not a rule's (advice on the cluster's nodes).
+    pub fn add_warning(&mut self, text: String) {
+        self.findings.push(Finding {
+            severity: Severity::Warning,
             text,
         });
     }
@@ -207,6 +216,17 @@ pub fn validate_documents(
     default_namespace: &str,
     catalog: &Catalog,
 ) -> DocumentsReport {
+    validate_documents_on(documents, default_namespace, catalog, &[])
+}
+
+/// [`validate_documents`], and for each LLMModel whose engine is known,
+/// advice (warnings) on whether any of `nodes` has the GPUs its pods ask for.
+pub fn validate_documents_on(
+    documents: &[SourceDocument],
+    default_namespace: &str,
+    catalog: &Catalog,
+    nodes: &[NodeGpus],
+) -> DocumentsReport {
     let documents = flatten_lists(documents);
     let mut lookup = catalog.clone();
     let mut first_seen = BTreeMap::new();
@@ -241,6 +261,11 @@ pub fn validate_documents(
                 out.add_unknown_fields(&prefix, "LLMModel", &doc.value);
                 let namespace = model.metadata.namespace.as_deref().unwrap_or_default();
                 out.add_report(&prefix, validate_model(&model, namespace, &lookup));
+                if let Some(engine) = lookup.engine(namespace, &model.spec.engine_ref.name) {
+                    for advice in node_advice(&model, &engine, nodes) {
+                        out.add_warning(format!("{prefix}: {advice}"));
+                    }
+                }
             }
             Entry::Unreadable(text) => {
                 out.objects += 1;

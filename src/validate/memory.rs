@@ -171,7 +171,7 @@ fn fix(
 
 /// The model's facts: `spec.facts` over the built-in table's, and the
 /// quantization the table knows.
-fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>) {
+pub(super) fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>) {
     let known = library_model(&spec.model);
     let mut facts = known.map_or(
         ModelFacts {
@@ -223,7 +223,7 @@ fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>) {
 
 /// The Ollama settings that change memory: the model's `serving`, and the
 /// engine's `env` for the rest.
-fn serving_of(spec: &LLMModelSpec, engine: &LLMEngine) -> Serving {
+pub(super) fn serving_of(spec: &LLMModelSpec, engine: &LLMEngine) -> Serving {
     let env = |name: &str| {
         engine
             .spec
@@ -328,7 +328,14 @@ mod tests {
         let none = json!(null);
         let long = json!({"contextLength": 32768, "parallelRequests": 4});
         // (what, model spec, engine, verdict, fragments of the message)
-        let cases: Vec<(&str, LLMModelSpec, LLMEngine, &str, Vec<&str>)> = vec![
+        type Case = (
+            &'static str,
+            LLMModelSpec,
+            LLMEngine,
+            &'static str,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "no memoryPerDevice",
                 spec("llama3.1:8b", 1, none.clone(), none.clone()),
