@@ -75,6 +75,7 @@ fn crd_names_and_columns() {
             "READY-PODS",
             "VALID",
             "READY",
+            "FITS",
             "AGE"
         ]
     );

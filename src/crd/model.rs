@@ -48,6 +48,12 @@ use super::{LLMModelStatus, Vendor};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Fits",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Fits\")].status",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
