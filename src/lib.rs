@@ -28,6 +28,7 @@ pub mod inject;
 pub mod layout;
 pub mod lookup;
 pub mod manifest;
+pub mod nodes;
 pub mod quantity;
 #[cfg(feature = "server")]
 pub mod server;

@@ -38,6 +38,7 @@
 use std::sync::Arc;
 
 use crate::crd::{LLMEngine, LLMModel};
+use crate::nodes::NodeGpus;
 
 /// Read access to models and engines by namespace and name.
 pub trait ModelLookup {
@@ -56,5 +57,11 @@ pub trait ModelLookup {
             .filter_map(|name| self.model(namespace, name))
             .filter(|model| model.spec.engine_ref.name == engine)
             .collect()
+    }
+    /// The GPUs of the cluster's Nodes, when known (the webhook's Node
+    /// cache): injection then warns when no Node has what a pod asks for.
+    /// The default knows none.
+    fn nodes(&self) -> Option<Arc<[NodeGpus]>> {
+        None
     }
 }

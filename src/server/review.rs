@@ -286,6 +286,7 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                         "metadata",
                     );
                     warnings.extend(injection.warnings);
+                    warnings.extend(node_warnings(pod, namespace, lookup));
                     Verdict::Patch {
                         warnings,
                         patch: injection.patch,
@@ -308,6 +309,27 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
         },
     };
     Decision::new(&request, facts, verdict)
+}
+
+/// Advice on the cluster's Nodes for the model an injected pod asks for,
+/// when the lookup knows the Nodes (the cluster catalog's Node cache).
+fn node_warnings<L: ModelLookup + ?Sized>(pod: &Pod, namespace: &str, lookup: &L) -> Vec<String> {
+    let Some(nodes) = lookup.nodes() else {
+        return Vec::new();
+    };
+    let model = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::MODEL_ANNOTATION))
+        .and_then(|name| lookup.model(namespace, name));
+    let engine = model
+        .as_ref()
+        .and_then(|m| lookup.engine(namespace, &m.spec.engine_ref.name));
+    match (model, engine) {
+        (Some(model), Some(engine)) => crate::validate::node_advice(&model, &engine, &nodes),
+        _ => Vec::new(),
+    }
 }
 
 fn display_name(name: &str) -> &str {

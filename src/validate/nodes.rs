@@ -6,69 +6,11 @@
 //! process sees one) and time-sliced replicas (they share one GPU's memory).
 //! Advice only: a Node may join later, so nothing here denies.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::Node;
-
 use super::memory::{facts_of, serving_of};
 use crate::crd::{Allocation, LLMEngine, LLMModel};
 use crate::estimate::{self, GPU_MINIMUM_MEMORY, Gpus, Placement, gib};
-use crate::quantity;
-
-/// GFD: memory of one GPU in MiB.
-const NVIDIA_MEMORY: &str = "nvidia.com/gpu.memory";
-/// GFD: the GPU model.
-const NVIDIA_PRODUCT: &str = "nvidia.com/gpu.product";
-/// GFD with time-slicing or MPS: how many replicas each GPU is offered as.
-const NVIDIA_REPLICAS: &str = "nvidia.com/gpu.replicas";
-/// AMD's node labeller: memory of one GPU (e.g. `64G`).
-const AMD_VRAM: &str = "amd.com/gpu.vram";
-
-/// What a Node offers of GPUs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeGpus {
-    /// The Node's name.
-    pub name: String,
-    /// Allocatable count of each extended resource.
-    pub allocatable: BTreeMap<String, u64>,
-    /// Memory of one GPU, from the labels.
-    pub memory: Option<u64>,
-    /// The GPU model, from the labels.
-    pub product: Option<String>,
-    /// Replicas each GPU is shared as (time-slicing, MPS); 1 when not shared.
-    pub replicas: u64,
-}
-
-impl NodeGpus {
-    /// The GPUs of `node` as its status and labels tell.
-    pub fn of(node: &Node) -> NodeGpus {
-        let labels = node.metadata.labels.as_ref();
-        let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
-        let allocatable = node
-            .status
-            .as_ref()
-            .and_then(|s| s.allocatable.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|(name, _)| name.contains('/'))
-            .filter_map(|(name, count)| Some((name.clone(), count.0.trim().parse().ok()?)))
-            .collect();
-        let memory = label(NVIDIA_MEMORY)
-            .and_then(|mib| mib.trim().parse::<u64>().ok())
-            .map(|mib| mib.saturating_mul(estimate::MIB))
-            .or_else(|| label(AMD_VRAM).and_then(quantity::bytes));
-        NodeGpus {
-            name: node.metadata.name.clone().unwrap_or_default(),
-            allocatable,
-            memory,
-            product: label(NVIDIA_PRODUCT).map(str::to_owned),
-            replicas: label(NVIDIA_REPLICAS)
-                .and_then(|r| r.trim().parse().ok())
-                .filter(|r| *r > 0)
-                .unwrap_or(1),
-        }
-    }
-}
+use crate::nodes::NVIDIA_REPLICAS;
+pub use crate::nodes::NodeGpus;
 
 /// Advice on where the pods of `model` (on `engine`) can run, given the
 /// cluster's `nodes`: empty when a Node has what a pod asks for, or when
@@ -167,6 +109,7 @@ pub fn node_advice(model: &LLMModel, engine: &LLMEngine, nodes: &[NodeGpus]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nodes::{NVIDIA_MEMORY, NVIDIA_PRODUCT};
     use crate::validate::testing;
     use serde_json::json;
 
@@ -186,24 +129,6 @@ mod tests {
             json!({"cpu": "32", "nvidia.com/gpu": count.to_string()}),
             json!({NVIDIA_MEMORY: "23028", NVIDIA_PRODUCT: "NVIDIA-A10G", "nvidia.com/gpu.count": count.to_string()}),
         )
-    }
-
-    #[test]
-    fn nodes_read_from_gfd_and_amd_labels() {
-        let n = a10("a", 4);
-        assert_eq!(n.allocatable.get("nvidia.com/gpu"), Some(&4));
-        assert!(!n.allocatable.contains_key("cpu"));
-        assert_eq!(n.memory, Some(23028 * estimate::MIB));
-        assert_eq!(n.product.as_deref(), Some("NVIDIA-A10G"));
-        assert_eq!(n.replicas, 1);
-        let amd = node("b", json!({"amd.com/gpu": "8"}), json!({AMD_VRAM: "64Gi"}));
-        assert_eq!(amd.memory, Some(64 << 30));
-        let shared = node(
-            "c",
-            json!({"nvidia.com/gpu": "16"}),
-            json!({NVIDIA_REPLICAS: "4"}),
-        );
-        assert_eq!((shared.replicas, shared.memory), (4, None));
     }
 
     #[test]

@@ -361,6 +361,7 @@ pub fn check(suite: &mut Suite, namespace: &str, serve: &Serve) {
     engine_made_after_the_model(suite, namespace);
     engine_in_another_namespace(suite, namespace);
     memory_on_gpus(suite, namespace);
+    node_advice(suite, namespace);
     let errors = serve.metric(RECONCILES, &[r#"result="error""#]);
     suite.report.check(
         "no status reconcile failed (serve runs with webhook-config/'s RBAC only)",
@@ -606,6 +607,109 @@ fn memory_on_gpus(suite: &mut Suite, namespace: &str) {
             .kubectl
             .run(&["delete", object, "-n", namespace, "--wait=false"], None);
     }
+}
+
+/// A Node labelled by GPU Feature Discovery with two 4 GiB GPUs of its own
+/// resource: a pod whose model needs more memory per instance, or more GPUs
+/// than it has, is injected with serve's warning naming the Node.
+fn node_advice(suite: &mut Suite, namespace: &str) {
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "e2e-small-gpu-node", "labels": {
+            "nvidia.com/gpu.memory": "4096", "nvidia.com/gpu.product": "NVIDIA-T4-e2e",
+            "nvidia.com/gpu.count": "2"}},
+        "status": {
+            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "example.com/small-gpu": "2"},
+            "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110", "example.com/small-gpu": "2"},
+        },
+    });
+    let engine = json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
+        "metadata": {"name": "small-gpu", "namespace": namespace},
+        "spec": {"accelerator": {"vendor": "NVIDIA", "resourceName": "example.com/small-gpu"}},
+    });
+    let model = |name: &str, parallelism: Value| {
+        json!({
+            "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"model": "llama3.1:8b", "engineRef": {"name": "small-gpu"}, "parallelism": parallelism},
+        })
+    };
+    let pod = |model: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{model}-pod"), "namespace": namespace,
+                "annotations": {"llm.injector.dev/model": model}},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+        })
+    };
+    let created = [
+        suite.kubectl.with_object(&["create"], &node),
+        suite.kubectl.with_object(&["create"], &engine),
+        suite
+            .kubectl
+            .with_object(&["create"], &model("small-llama", json!({"model": 1}))),
+        suite.kubectl.with_object(
+            &["create"],
+            &model("wide-llama", json!({"model": 2, "data": 2})),
+        ),
+    ];
+    let failed: Vec<String> = created
+        .iter()
+        .filter(|o| !o.success)
+        .map(|o| o.both())
+        .collect();
+    if !failed.is_empty() {
+        suite.report.check(
+            "a GFD-labelled Node, an engine of its resource and two models are created",
+            Err::<String, _>(failed.join("\n")),
+        );
+        return;
+    }
+    // serve's Node cache follows the apiserver a moment behind.
+    let warned = |model: &str, fragment: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = suite
+                .kubectl
+                .with_object(&["create", "--dry-run=server"], &pod(model));
+            let warning = crate::squash(&out.stderr);
+            if out.success && warning.contains(fragment) {
+                return Ok(warning);
+            }
+            if Instant::now() > deadline {
+                return Err(out.both());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    suite.report.check(
+        "a pod whose model needs ~5.8 GiB a GPU, where the only Node of its resource has 4 GiB GPUs: injected, with a warning naming the Node",
+        warned(
+            "small-llama",
+            "no Node with 1 example.com/small-gpu has GPUs large enough for an instance of LLMModel \"small-llama\" (~5.8 GiB on 1 GPU(s) at 4096 x 1); the largest is Node e2e-small-gpu-node with 4.0 GiB per GPU (NVIDIA-T4-e2e)",
+        ),
+    );
+    suite.report.check(
+        "a pod asking for 4 GPUs where Nodes have at most 2: injected, with a warning naming the Node",
+        warned(
+            "wide-llama",
+            "no Node has the 4 example.com/small-gpu a pod of LLMModel \"wide-llama\" requests (the most is 2, on Node e2e-small-gpu-node)",
+        ),
+    );
+    for object in [
+        "llmmodel/small-llama",
+        "llmmodel/wide-llama",
+        "llmengine/small-gpu",
+    ] {
+        suite
+            .kubectl
+            .run(&["delete", object, "-n", namespace, "--wait=false"], None);
+    }
+    // Gone before the DaemonSets of later sections look for Nodes.
+    suite
+        .kubectl
+        .run(&["delete", "node", "e2e-small-gpu-node"], None);
 }
 
 /// The Lease's holder identity.
