@@ -48,6 +48,12 @@ pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
         ));
     };
     let count = u32::try_from(spec.effective_gpus(accelerator.vendor)).unwrap_or(0);
+    if count == 0 {
+        // On a GPU engine that is its own error (no_gpu_on_gpu_engine).
+        return MemoryFit::NotChecked(
+            "parallelism.model 0 asks for no GPU: no GPU memory to check".to_owned(),
+        );
+    }
     let gpus = |count: u32| Gpus {
         count,
         memory,
@@ -391,6 +397,13 @@ mod tests {
                 engine(Some("1Gi"), json!([])),
                 "does not fit",
                 vec!["not one layer fits", "leave the GPUs idle"],
+            ),
+            (
+                "no GPU asked for",
+                spec("llama3.1:8b", 0, none.clone(), none.clone()),
+                engine(Some("24Gi"), json!([])),
+                "not checked",
+                vec!["asks for no GPU"],
             ),
             (
                 "qwen3 without its size",
