@@ -11,9 +11,14 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Pod;
+use llm_injector::crd::{LLMEngine, LLMModel};
 use llm_injector::manifest::read_documents;
-use llm_injector::{Catalog, Injector, Outcome};
+use llm_injector::nodes::NodeGpus;
+use llm_injector::{Catalog, Injector, ModelLookup, Outcome};
 
 /// The allocator of the `llm-injector` binary, so the figures are the binary's.
 #[global_allocator]
@@ -86,6 +91,70 @@ fn review_figures(root: &Path, catalog: &Catalog) {
     );
 }
 
+/// The catalog plus the GPUs of `nodes` Nodes, as the webhook's cluster
+/// catalog knows them.
+struct WithNodes<'a> {
+    catalog: &'a Catalog,
+    nodes: Arc<[NodeGpus]>,
+}
+
+impl ModelLookup for WithNodes<'_> {
+    fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>> {
+        self.catalog.model(namespace, name)
+    }
+    fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>> {
+        self.catalog.engine(namespace, name)
+    }
+    fn model_names(&self, namespace: &str) -> Vec<String> {
+        self.catalog.model_names(namespace)
+    }
+    fn nodes(&self) -> Option<Arc<[NodeGpus]>> {
+        Some(self.nodes.clone())
+    }
+}
+
+/// The same review with the webhook's advice on the cluster's Nodes (the
+/// estimate and one pass over the Node snapshot per pod), for clusters of
+/// 10 and 1000 GPU Nodes, against the review without it.
+fn node_advice_figures(root: &Path, catalog: &Catalog) {
+    let body =
+        std::fs::read(root.join("tests/fixtures/apiserver-1.36/pod-create-generatename.json"))
+            .expect("fixture");
+    let injector = Injector::default();
+    let review = |lookup: &dyn ModelLookup| {
+        let decision = llm_injector::server::review::mutate(black_box(&body), lookup, &injector)
+            .expect("review");
+        black_box(decision.into_body().expect("encodes"));
+    };
+    let without = time_per_call(|| review(catalog));
+    println!();
+    println!(
+        "whole /mutate review with the advice on the cluster's Nodes (A10G Nodes, GFD labels):"
+    );
+    for count in [10, 1000] {
+        let nodes: Arc<[NodeGpus]> = (0..count)
+            .map(|i| NodeGpus {
+                name: format!("node-{i}"),
+                allocatable: BTreeMap::from([
+                    ("nvidia.com/gpu".to_owned(), 4),
+                    ("amd.com/gpu".to_owned(), 4),
+                ]),
+                memory: Some(23028 << 20),
+                product: Some("NVIDIA-A10G".to_owned()),
+                replicas: 1,
+            })
+            .collect();
+        let lookup = WithNodes { catalog, nodes };
+        let with = time_per_call(|| review(&lookup));
+        println!(
+            "  {count:>5} Nodes: {:.1} us, without the advice {:.1} us (baseline): {:.2}x",
+            micros(with),
+            micros(without),
+            with.as_secs_f64() / without.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let catalog = Catalog::load(&root.join("examples/catalog"), "default").expect("catalog");
@@ -147,4 +216,5 @@ fn main() {
         );
     }
     review_figures(root, &catalog);
+    node_advice_figures(root, &catalog);
 }
