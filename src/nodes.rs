@@ -18,7 +18,7 @@ pub const NVIDIA_REPLICAS: &str = "nvidia.com/gpu.replicas";
 pub const AMD_VRAM: &str = "amd.com/gpu.vram";
 
 /// What a Node offers of GPUs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeGpus {
     /// The Node's name.
     pub name: String,

@@ -1,19 +1,18 @@
 //! LLMEngines and LLMModels from the cluster: kube runtime reflectors keep them
 //! in memory from a watch, so a review never makes an API call. The GPUs of
-//! the Nodes too, as one snapshot rebuilt when a Node's GPUs change, for the
-//! advice on where an injected pod can run.
+//! the Nodes too, as one snapshot published when a Node's GPUs change, for
+//! the advice on where an injected pod can run.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use super::triggers::changes;
 use crate::crd::{LLMEngine, LLMModel};
 use crate::lookup::ModelLookup;
 use crate::nodes::NodeGpus;
@@ -77,22 +76,19 @@ impl ClusterCatalog {
     }
 }
 
-/// Keeps `snapshot` to the GPUs of every Node: the Nodes' labels and
-/// allocatable resources only (a kubelet's heartbeats change neither, and
-/// pass no further than the filter).
+/// Keeps `snapshot` to the GPUs of every Node, published once the first
+/// list is complete and again whenever a Node's GPUs change (a kubelet's
+/// heartbeats change nothing it holds, and publish nothing).
 async fn watch_nodes(client: Client, snapshot: Arc<ArcSwap<Option<Arc<[NodeGpus]>>>>) {
-    let (store, writer) = reflector::store::<Node>();
-    let events = watcher(Api::<Node>::all(client), watcher::Config::default())
+    let mut cache = NodeCache::default();
+    watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
-        .modify(slim_node)
-        .reflect(writer);
-    changes(events, gpu_facts)
         .for_each(|event| {
             match event {
-                Ok(_) => {
-                    let nodes: Arc<[NodeGpus]> =
-                        store.state().iter().map(|n| NodeGpus::of(n)).collect();
-                    snapshot.store(Arc::new(Some(nodes)));
+                Ok(event) => {
+                    if let Some(nodes) = cache.apply(event) {
+                        snapshot.store(Arc::new(Some(nodes)));
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "Node watch failed; retrying with backoff")
@@ -103,23 +99,43 @@ async fn watch_nodes(client: Client, snapshot: Arc<ArcSwap<Option<Arc<[NodeGpus]
         .await;
 }
 
-/// What the cache keeps of a Node: its labels and allocatable resources.
-fn slim_node(node: &mut Node) {
-    node.metadata.managed_fields = None;
-    node.metadata.annotations = None;
-    node.spec = None;
-    let allocatable = node.status.as_mut().and_then(|s| s.allocatable.take());
-    node.status = Some(NodeStatus {
-        allocatable,
-        ..Default::default()
-    });
+/// The GPUs of the Nodes, by name, as the watch events tell them.
+#[derive(Default)]
+struct NodeCache {
+    nodes: HashMap<String, NodeGpus>,
+    /// A (re-)list in progress.
+    listing: HashMap<String, NodeGpus>,
 }
 
-/// The key of what `NodeGpus::of` reads.
-fn gpu_facts(node: &Node) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    NodeGpus::of(node).hash(&mut hasher);
-    hasher.finish()
+impl NodeCache {
+    /// Applies `event`; the new snapshot when what it holds changed (a list
+    /// counts once it is complete).
+    fn apply(&mut self, event: watcher::Event<Node>) -> Option<Arc<[NodeGpus]>> {
+        match event {
+            watcher::Event::Init => {
+                self.listing.clear();
+                return None;
+            }
+            watcher::Event::InitApply(node) => {
+                let gpus = NodeGpus::of(&node);
+                self.listing.insert(gpus.name.clone(), gpus);
+                return None;
+            }
+            watcher::Event::InitDone => self.nodes = std::mem::take(&mut self.listing),
+            watcher::Event::Apply(node) => {
+                let gpus = NodeGpus::of(&node);
+                if self.nodes.get(&gpus.name) == Some(&gpus) {
+                    return None;
+                }
+                self.nodes.insert(gpus.name.clone(), gpus);
+            }
+            watcher::Event::Delete(node) => {
+                self.nodes
+                    .remove(node.metadata.name.as_deref().unwrap_or_default())?;
+            }
+        }
+        Some(self.nodes.values().cloned().collect())
+    }
 }
 
 impl ModelLookup for ClusterCatalog {
@@ -145,5 +161,70 @@ impl ModelLookup for ClusterCatalog {
             .collect();
         names.sort();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, gpus: &str, heartbeat: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"nvidia.com/gpu.memory": "23028"}},
+            "status": {
+                "allocatable": {"nvidia.com/gpu": gpus},
+                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn names(snapshot: Option<Arc<[NodeGpus]>>) -> Option<Vec<String>> {
+        snapshot.map(|nodes| {
+            let mut names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+            names.sort();
+            names
+        })
+    }
+
+    #[test]
+    fn the_snapshot_follows_the_nodes_gpus() {
+        use watcher::Event::*;
+        let mut cache = NodeCache::default();
+        let some = |names: &[&str]| Some(names.iter().map(|n| (*n).to_owned()).collect());
+        let steps: Vec<(watcher::Event<Node>, Option<Vec<String>>)> = vec![
+            // The first list is published whole, once it is complete.
+            (Init, None),
+            (InitApply(node("a", "4", "2026-12-07T00:00:01Z")), None),
+            (InitApply(node("b", "2", "2026-12-07T00:00:01Z")), None),
+            (InitDone, some(&["a", "b"])),
+            // A heartbeat changes nothing the snapshot holds.
+            (Apply(node("a", "4", "2026-12-07T00:00:02Z")), None),
+            // GPUs appear on a Node, a Node joins, one leaves.
+            (
+                Apply(node("b", "8", "2026-12-07T00:00:02Z")),
+                some(&["a", "b"]),
+            ),
+            (
+                Apply(node("c", "1", "2026-12-07T00:00:02Z")),
+                some(&["a", "b", "c"]),
+            ),
+            (
+                Delete(node("a", "4", "2026-12-07T00:00:03Z")),
+                some(&["b", "c"]),
+            ),
+            (Delete(node("a", "4", "2026-12-07T00:00:03Z")), None),
+            // A re-list after a watch gap replaces everything, a Node gone
+            // meanwhile included.
+            (Init, None),
+            (InitApply(node("c", "1", "2026-12-07T00:00:04Z")), None),
+            (InitDone, some(&["c"])),
+        ];
+        for (i, (event, expected)) in steps.into_iter().enumerate() {
+            assert_eq!(names(cache.apply(event)), expected, "step {i}");
+        }
+        let c = cache.nodes.get("c").unwrap();
+        assert_eq!(c.allocatable.get("nvidia.com/gpu"), Some(&1));
     }
 }

@@ -643,6 +643,54 @@ fn node_advice(suite: &mut Suite, namespace: &str) {
             "spec": {"containers": [{"name": "app", "image": "busybox"}]},
         })
     };
+    // Before any Node changes: serve knows the Nodes from its first list, so
+    // a model that e2e-gpu-node (8 nvidia.com/gpu) holds gets no advice.
+    let fits = json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
+        "metadata": {"name": "node-fits", "namespace": namespace},
+        "spec": {"model": "llama3.1:8b", "engineRef": {"name": "node-gpu"}, "parallelism": {"model": 2}},
+    });
+    let fits_engine = json!({
+        "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMEngine",
+        "metadata": {"name": "node-gpu", "namespace": namespace},
+        "spec": {"accelerator": {"vendor": "NVIDIA"}},
+    });
+    let made = [
+        suite.kubectl.with_object(&["create"], &fits_engine),
+        suite.kubectl.with_object(&["create"], &fits),
+    ];
+    let result = if made.iter().all(|o| o.success) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = suite
+                .kubectl
+                .with_object(&["create", "--dry-run=server"], &pod("node-fits"));
+            // Injected (the status annotation in the answer) once serve's
+            // cache holds the model; then no word about Nodes.
+            if out.success && out.stdout.contains("created") {
+                break if out.stderr.contains("Node") {
+                    Err(out.both())
+                } else {
+                    Ok(crate::squash(&out.both()))
+                };
+            }
+            if Instant::now() > deadline {
+                break Err(out.both());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    } else {
+        Err(made.iter().map(|o| o.both()).collect::<Vec<_>>().join("\n"))
+    };
+    suite.report.check(
+        "a pod whose model a Node holds (2 of e2e-gpu-node's 8 GPUs) gets no advice: serve knows the Nodes from its first list",
+        result,
+    );
+    for object in ["llmmodel/node-fits", "llmengine/node-gpu"] {
+        suite
+            .kubectl
+            .run(&["delete", object, "-n", namespace, "--wait=false"], None);
+    }
     let created = [
         suite.kubectl.with_object(&["create"], &node),
         suite.kubectl.with_object(&["create"], &engine),
