@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use llm_injector::Catalog;
-use llm_injector::validate::NodeGpus;
+use llm_injector::nodes::NodeGpus;
 
 mod certs_cli;
 mod cli_common;

@@ -91,7 +91,7 @@ impl Architecture {
 
 /// What the estimate needs of a model. A field left `None` is not guessed:
 /// [`estimate`] names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ModelFacts {
     /// Bytes of the weights (the GGUF file).
     pub weights: Option<u64>,

@@ -15,7 +15,8 @@ use crate::catalog::Catalog;
 use crate::crd::{API_VERSION, LLMEngine, LLMModel, crds};
 use crate::inject::Injector;
 use crate::lookup::ModelLookup;
-use crate::validate::{NodeGpus, Report, node_advice, validate_engine, validate_model};
+use crate::nodes::NodeGpus;
+use crate::validate::{Report, node_advice, validate_engine, validate_model};
 use crate::yaml::{CatalogDocument, CatalogObject, ObjectRef, Unusable};
 
 /// How bad a finding is.

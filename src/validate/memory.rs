@@ -116,18 +116,15 @@ pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
         gib(found.reserved + GPU_MINIMUM_MEMORY),
     );
     let has = format!("an instance has {count} x {}", gib(memory));
-    let placement = found.placement(&gpus(count));
-    if placement == Placement::Gpu {
-        return MemoryFit::Fits(format!("{needs}; {has}"));
-    }
-    let fix = fix(engine, &facts, &serving, gpus, count);
-    match placement {
+    match found.placement(&gpus(count)) {
         Placement::Gpu => MemoryFit::Fits(format!("{needs}; {has}")),
         Placement::Split { on_gpu, layers } => MemoryFit::Offloads(format!(
-            "{needs}; {has}: Ollama puts {on_gpu} of its {layers} layers on the GPU(s) and runs the rest on the CPU, several times slower; {fix}"
+            "{needs}; {has}: Ollama puts {on_gpu} of its {layers} layers on the GPU(s) and runs the rest on the CPU, several times slower; {}",
+            fix(engine, &facts, &serving, gpus, count)
         )),
         Placement::Cpu => MemoryFit::DoesNotFit(format!(
-            "{needs}; {has}, where not one layer fits beside what each GPU keeps: Ollama would run the model on the CPU and leave the GPUs idle; {fix}"
+            "{needs}; {has}, where not one layer fits beside what each GPU keeps: Ollama would run the model on the CPU and leave the GPUs idle; {}",
+            fix(engine, &facts, &serving, gpus, count)
         )),
     }
 }
@@ -179,25 +176,10 @@ fn fix(
 /// quantization the table knows.
 pub(super) fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>) {
     let known = library_model(&spec.model);
-    let mut facts = known.map_or(
-        ModelFacts {
-            weights: None,
-            layers: None,
-            attention_heads: None,
-            kv_heads: None,
-            head_dim: None,
-            embedding_length: None,
-            vocabulary: None,
-            trained_context: None,
-            context_parameter: None,
-            architecture: None,
-        },
-        |m| m.facts,
-    );
+    let mut facts = known.map(|m| m.facts).unwrap_or_default();
     let Some(given) = &spec.facts else {
         return (facts, known.and_then(|m| m.quantization));
     };
-    let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
     if let Some(size) = &given.weights_size {
         facts.weights = quantity::bytes(&size.0);
     }
@@ -227,6 +209,11 @@ pub(super) fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>
     (facts, None)
 }
 
+/// A count the CRD gives as `i32`, when it is above 0.
+fn positive(n: Option<i32>) -> Option<u32> {
+    n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0)
+}
+
 /// The Ollama settings that change memory: the model's `serving`, and the
 /// engine's `env` for the rest.
 pub(super) fn serving_of(spec: &LLMModelSpec, engine: &LLMEngine) -> Serving {
@@ -240,7 +227,6 @@ pub(super) fn serving_of(spec: &LLMModelSpec, engine: &LLMEngine) -> Serving {
     };
     let number = |name: &str| env(name).and_then(|v| v.trim().parse::<u32>().ok());
     let serving = spec.serving.as_ref();
-    let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
     Serving {
         context_length: positive(serving.and_then(|s| s.context_length))
             .or_else(|| number("OLLAMA_CONTEXT_LENGTH")),

@@ -59,7 +59,7 @@ pub use image::{ImageRef, mentions_rocm, parse_image};
 pub use memory::{MemoryFit, memory_fit};
 pub use model::{validate_model, validate_model_on};
 pub use names::{extended_resource_problem, is_dns_subdomain};
-pub use nodes::{NodeGpus, node_advice};
+pub use nodes::node_advice;
 pub use ollama::{OllamaName, parse_ollama_name};
 pub use references::{validate_engine_delete, validate_engine_update};
 pub use report::{Report, Rule, Violation};
