@@ -38,7 +38,7 @@
 use std::sync::Arc;
 
 use crate::crd::{LLMEngine, LLMModel};
-use crate::nodes::NodeGpus;
+use crate::nodes::NodeSnapshot;
 
 /// Read access to models and engines by namespace and name.
 pub trait ModelLookup {
@@ -61,7 +61,7 @@ pub trait ModelLookup {
     /// The GPUs of the cluster's Nodes, when known (the webhook's Node
     /// cache): injection then warns when no Node has what a pod asks for.
     /// The default knows none.
-    fn nodes(&self) -> Option<Arc<[NodeGpus]>> {
+    fn nodes(&self) -> Option<Arc<NodeSnapshot>> {
         None
     }
 }

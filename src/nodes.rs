@@ -1,11 +1,15 @@
 //! What a Node offers of GPUs, read from its allocatable extended resources
 //! and the labels NVIDIA's GPU Feature Discovery and AMD's node labeller put
-//! on it. Pure: the webhook's Node cache and `validate --nodes` share it.
+//! on it; and a snapshot of a cluster's Nodes that works out what depends on
+//! them once per model. Pure: the webhook's Node cache and `validate --nodes`
+//! share it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Node;
 
+use crate::crd::{LLMEngine, LLMModel};
 use crate::quantity;
 
 /// GFD: memory of one GPU in MiB.
@@ -63,6 +67,74 @@ impl NodeGpus {
     }
 }
 
+/// The most (model, engine) pairs a snapshot remembers before it forgets
+/// them all (old versions of edited models go that way).
+const PAIRS_REMEMBERED: usize = 4096;
+
+/// The GPUs of a cluster's Nodes at one moment, and what was worked out
+/// from them for each version of a model and its engine, so that a review
+/// works it out once per snapshot, not once per pod. A new snapshot (a Node's
+/// GPUs changed) starts with nothing remembered.
+#[derive(Default)]
+pub struct NodeSnapshot {
+    nodes: Arc<[NodeGpus]>,
+    /// By the addresses of the model and engine, which the entry keeps
+    /// alive: an address is not reused while it is remembered.
+    remembered: Mutex<HashMap<(usize, usize), Remembered>>,
+}
+
+struct Remembered {
+    _model: Arc<LLMModel>,
+    _engine: Arc<LLMEngine>,
+    advice: Arc<[String]>,
+}
+
+impl NodeSnapshot {
+    /// A snapshot of `nodes`.
+    pub fn new(nodes: impl Into<Arc<[NodeGpus]>>) -> Self {
+        NodeSnapshot {
+            nodes: nodes.into(),
+            remembered: Mutex::default(),
+        }
+    }
+
+    /// The Nodes' GPUs.
+    pub fn nodes(&self) -> &[NodeGpus] {
+        &self.nodes
+    }
+
+    /// `advise(model, engine, nodes)`, worked out once for these versions of
+    /// `model` and `engine` (the same `Arc`s, as a reflector's store hands
+    /// them out until the object changes).
+    pub fn advice(
+        &self,
+        model: &Arc<LLMModel>,
+        engine: &Arc<LLMEngine>,
+        advise: impl FnOnce(&LLMModel, &LLMEngine, &[NodeGpus]) -> Vec<String>,
+    ) -> Arc<[String]> {
+        let key = (Arc::as_ptr(model) as usize, Arc::as_ptr(engine) as usize);
+        let lock = || self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = lock().get(&key) {
+            return known.advice.clone();
+        }
+        // Worked out outside the lock: reviews of other models do not wait.
+        let advice: Arc<[String]> = advise(model, engine, &self.nodes).into();
+        let mut remembered = lock();
+        if remembered.len() >= PAIRS_REMEMBERED {
+            remembered.clear();
+        }
+        remembered.insert(
+            key,
+            Remembered {
+                _model: model.clone(),
+                _engine: engine.clone(),
+                advice: advice.clone(),
+            },
+        );
+        advice
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +176,49 @@ mod tests {
             (odd.allocatable.len(), odd.memory, odd.replicas),
             (0, None, 1)
         );
+    }
+
+    #[test]
+    fn a_snapshot_works_advice_out_once_per_model_version() {
+        let snapshot = NodeSnapshot::new(vec![node(json!({"nvidia.com/gpu": "1"}), json!({}))]);
+        let engine: Arc<LLMEngine> = Arc::new(
+            serde_yaml::from_str(
+                "metadata: {name: e}\nspec: {runtime: Ollama, accelerator: {vendor: NVIDIA}}",
+            )
+            .unwrap(),
+        );
+        let model = |tag: &str| -> Arc<LLMModel> {
+            Arc::new(
+                serde_yaml::from_str(&format!(
+                    "metadata: {{name: m}}\nspec: {{model: {tag}, engineRef: {{name: e}}}}"
+                ))
+                .unwrap(),
+            )
+        };
+        let calls = std::cell::Cell::new(0);
+        let advise = |m: &LLMModel, _: &LLMEngine, nodes: &[NodeGpus]| {
+            calls.set(calls.get() + 1);
+            vec![format!("{} on {} node(s)", m.spec.model, nodes.len())]
+        };
+        let (first, edited) = (model("qwen3:8b"), model("qwen3:14b"));
+        assert_eq!(
+            &*snapshot.advice(&first, &engine, advise),
+            ["qwen3:8b on 1 node(s)"]
+        );
+        assert_eq!(
+            &*snapshot.advice(&first, &engine, advise),
+            ["qwen3:8b on 1 node(s)"]
+        );
+        assert_eq!(calls.get(), 1, "the same versions are worked out once");
+        // An edited model is another Arc: worked out anew.
+        assert_eq!(
+            &*snapshot.advice(&edited, &engine, advise),
+            ["qwen3:14b on 1 node(s)"]
+        );
+        assert_eq!(calls.get(), 2);
+        // So is an edited engine.
+        let other_engine = Arc::new(LLMEngine::clone(&engine));
+        snapshot.advice(&first, &other_engine, advise);
+        assert_eq!(calls.get(), 3);
     }
 }

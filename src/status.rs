@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{LLMEngine, LLMEngineStatus, LLMModel, LLMModelStatus, PodCounts};
 use crate::inject::InjectError;
+use crate::nodes::NodeGpus;
 use crate::validate::{MemoryFit, Report, memory_fit, validate_engine, validate_model_on};
 use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
 
@@ -119,7 +120,9 @@ fn first_error(kind: &'static str, name: &str, report: Report) -> Option<String>
 
 /// The status of `model`, whose `spec.engineRef` found `engine` (or
 /// nothing: then `elsewhere` lists the other namespaces that hold an
-/// LLMEngine of that name), used by `pods`.
+/// LLMEngine of that name), used by `pods`, in a cluster of `nodes` (whose
+/// GPU labels tell the `Fits` condition the GPUs' memory when the engine
+/// does not).
 pub fn model_status(
     model: &LLMModel,
     engine: Option<&LLMEngine>,
@@ -127,6 +130,7 @@ pub fn model_status(
     pods: &[PodFacts],
     previous: Option<&LLMModelStatus>,
     now: &Time,
+    nodes: &[NodeGpus],
 ) -> LLMModelStatus {
     let name = model.metadata.name.as_deref().unwrap_or_default();
     let namespace = model.metadata.namespace.as_deref().unwrap_or_default();
@@ -215,7 +219,7 @@ pub fn model_status(
             }
         }
     }
-    let (state, reason, message) = match engine.map(|e| memory_fit(&model.spec, e)) {
+    let (state, reason, message) = match engine.map(|e| memory_fit(&model.spec, e, nodes)) {
         None => (
             State::Unknown,
             "EngineNotFound",
@@ -449,7 +453,7 @@ mod tests {
         ];
         let now = time(1_000);
         for (what, model, engine, pods, states, reasons, shape) in cases {
-            let status = model_status(&model, engine.as_ref(), &[], &pods, None, &now);
+            let status = model_status(&model, engine.as_ref(), &[], &pods, None, &now, &[]);
             for ((type_, state), reason) in
                 [ENGINE_FOUND, VALID, READY].iter().zip(states).zip(reasons)
             {
@@ -489,7 +493,7 @@ mod tests {
     fn invalid_carries_the_webhooks_message() {
         let model = model(json!({"model": 4}));
         let engine = nvidia();
-        let status = model_status(&model, Some(&engine), &[], &[], None, &time(0));
+        let status = model_status(&model, Some(&engine), &[], &[], None, &time(0), &[]);
         let valid = condition(&status, VALID);
         let webhook = crate::inject::inject(
             &Pod::default(),
@@ -505,7 +509,7 @@ mod tests {
             valid.message
         );
         assert!(condition(&status, ENGINE_FOUND).message.contains("\"gpu\""));
-        let missing = model_status(&model, None, &[], &[], None, &time(0));
+        let missing = model_status(&model, None, &[], &[], None, &time(0), &[]);
         let found = condition(&missing, ENGINE_FOUND);
         assert!(
             found
@@ -568,7 +572,7 @@ mod tests {
             ),
         ];
         for (what, elsewhere, pods, reason, fragments) in cases {
-            let status = model_status(&model, None, elsewhere, pods, None, &time(0));
+            let status = model_status(&model, None, elsewhere, pods, None, &time(0), &[]);
             let found = condition(&status, ENGINE_FOUND);
             assert_eq!(
                 (found.status.as_str(), found.reason.as_str()),
@@ -631,7 +635,7 @@ mod tests {
         for (memory, exists, state, reason, fragment) in cases {
             let (model, engine) = llama(memory);
             let engine = exists.then_some(&engine);
-            let status = model_status(&model, engine, &[], &[], None, &time(0));
+            let status = model_status(&model, engine, &[], &[], None, &time(0), &[]);
             let fits = condition(&status, FITS);
             assert_eq!(
                 (fits.status.as_str(), fits.reason.as_str()),
@@ -651,14 +655,30 @@ mod tests {
     fn transition_times_move_only_with_the_status() {
         let model = model(json!({}));
         let engine = nvidia();
-        let first = model_status(&model, Some(&engine), &[], &[], None, &time(10));
+        let first = model_status(&model, Some(&engine), &[], &[], None, &time(10), &[]);
         // Later, the same state: every transition time is kept.
-        let same = model_status(&model, Some(&engine), &[], &[], Some(&first), &time(20));
+        let same = model_status(
+            &model,
+            Some(&engine),
+            &[],
+            &[],
+            Some(&first),
+            &time(20),
+            &[],
+        );
         assert_eq!(same, first);
         assert!(transitions(&first.conditions, &same.conditions).is_empty());
         // A pod becomes ready: only Ready moves, and it is the one transition.
         let pods = [PodFacts { ready: true }];
-        let ready = model_status(&model, Some(&engine), &[], &pods, Some(&same), &time(30));
+        let ready = model_status(
+            &model,
+            Some(&engine),
+            &[],
+            &pods,
+            Some(&same),
+            &time(30),
+            &[],
+        );
         assert_eq!(condition(&ready, READY).last_transition_time, time(30));
         assert_eq!(condition(&ready, VALID).last_transition_time, time(10));
         let moved: Vec<&str> = transitions(&same.conditions, &ready.conditions)
@@ -667,7 +687,7 @@ mod tests {
             .collect();
         assert_eq!(moved, [READY]);
         // The engine goes away: EngineFound and Valid move.
-        let gone = model_status(&model, None, &[], &pods, Some(&ready), &time(40));
+        let gone = model_status(&model, None, &[], &pods, Some(&ready), &time(40), &[]);
         let moved: Vec<&str> = transitions(&ready.conditions, &gone.conditions)
             .iter()
             .map(|c| c.type_.as_str())
@@ -684,7 +704,7 @@ mod tests {
         let gpu_hungry = self::model(json!({"model": 4}));
         let ready = [PodFacts { ready: true }];
         let status = |model: &LLMModel, engine: Option<&LLMEngine>, pods: &[PodFacts]| {
-            model_status(model, engine, &[], pods, None, &time(0)).conditions
+            model_status(model, engine, &[], pods, None, &time(0), &[]).conditions
         };
         let fine = status(&model, Some(&engine), &[]);
         let missing = status(&model, None, &[]);

@@ -4,7 +4,8 @@
 //! - `tests/golden/validate/X.yaml` or `X/` (a directory) → `X.stderr` (the
 //!   findings) and `X.stdout` (the summary), validated with
 //!   `--catalog examples/catalog -n team-a`; exit status 1 exactly when there
-//!   is an error.
+//!   is an error. When `tests/fixtures/nodes/X.yaml` exists, it is the
+//!   cluster's Nodes (`--nodes`).
 //!
 //! Refresh with `UPDATE_GOLDEN=1 cargo test --release --test validate` and review the diff.
 
@@ -18,9 +19,17 @@ use support::{check_golden, golden_path, inputs};
 const DIR: &str = "tests/golden/validate";
 
 fn validate(inputs: &[&str], stdin: Option<&[u8]>) -> Output {
+    validate_on(inputs, None, stdin)
+}
+
+/// [`validate`] with the Nodes of `nodes` (a file), when given.
+fn validate_on(inputs: &[&str], nodes: Option<&str>, stdin: Option<&[u8]>) -> Output {
     let mut args = vec!["validate", "--catalog", "examples/catalog", "-n", "team-a"];
     for input in inputs {
         args.extend(["-f", input]);
+    }
+    if let Some(nodes) = nodes {
+        args.extend(["--nodes", nodes]);
     }
     support::run(&args, stdin)
 }
@@ -36,7 +45,14 @@ fn cases_match_golden_files() {
         p.is_dir() || p.extension().is_some_and(|e| e == "yaml")
     });
     for input in cases {
-        let output = validate(&[&input], None);
+        let stem = std::path::Path::new(&input)
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let nodes = format!("tests/fixtures/nodes/{stem}.yaml");
+        let nodes = support::root().join(&nodes).exists().then_some(nodes);
+        let output = validate_on(&[&input], nodes.as_deref(), None);
         let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
         let errors = stderr.lines().any(|l| l.starts_with("error: "));
         let wanted = if errors { 1 } else { 0 };

@@ -126,6 +126,18 @@ pub struct ModelFacts {
     /// example `5.2G` (decimal) or `4.9Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_size: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    /// Parameters, as `ollama show` prints them (for example `8.0B`,
+    /// `596.05M`) or as a number: without weightsSize, the weights are
+    /// estimated from them and the quantization (within a few percent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub parameters: Option<String>,
+    /// Quantization of the weights, as `ollama show` prints it: `Q4_K_M`,
+    /// `Q4_K_S`, `Q5_K_M`, `Q5_K_S`, `Q6_K`, `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`,
+    /// `Q5_1`, `Q3_K_L`, `Q3_K_M`, `Q3_K_S`, `Q2_K`, `F16`, `BF16` or `F32`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub quantization: Option<String>,
     /// Family, which decides how Ollama 0.12.6 computes the KV cache and the
     /// compute graph: `Llama` (Llama, Mistral and most dense transformers),
     /// `Phi3`, `Qwen3`, `Gemma3` or `Bert` (embedding models).

@@ -1,8 +1,9 @@
 //! What the estimate needs of popular Ollama library models, each row with
 //! its source. Sizes are as Ollama lists them (decimal GB, rounded); the
 //! architecture numbers are the models' own `config.json` or GGUF metadata.
-//! A size no source here confirms is left unknown (the estimate then asks
-//! for it) rather than guessed.
+//! A size no source here confirms is estimated from the parameter count and
+//! quantization where both are known (and said to be estimated), else left
+//! unknown (the estimate then asks for it) rather than guessed.
 
 use super::{Architecture, ModelFacts};
 
@@ -15,6 +16,10 @@ pub struct LibraryModel {
     pub aliases: &'static [&'static str],
     /// The quantization of the weights, when a source says it.
     pub quantization: Option<&'static str>,
+    /// Parameters, for a row whose file size no source confirms: the
+    /// weights are then estimated from them and the quantization
+    /// ([`super::quantization`]).
+    pub parameters: Option<u64>,
     /// The facts.
     pub facts: ModelFacts,
     /// Where they come from.
@@ -65,7 +70,8 @@ pub(super) const MODELS: &[LibraryModel] = &[
     LibraryModel {
         reference: "qwen3:8b",
         aliases: &["qwen3", "qwen3:latest"],
-        quantization: None,
+        quantization: Some("Q4_K_M"),
+        parameters: Some(8_200_000_000),
         facts: facts(
             None,
             36,
@@ -77,12 +83,13 @@ pub(super) const MODELS: &[LibraryModel] = &[
             40_960,
             Architecture::Qwen3,
         ),
-        source: "https://huggingface.co/Qwen/Qwen3-8B/blob/main/config.json",
+        source: "https://huggingface.co/Qwen/Qwen3-8B/blob/main/config.json; parameters: the model card https://huggingface.co/Qwen/Qwen3-8B (8.2B); quantization: https://ollama.com/library/qwen3:8b",
     },
     LibraryModel {
         reference: "qwen3:0.6b",
         aliases: &[],
         quantization: None,
+        parameters: None,
         facts: facts(
             None,
             28,
@@ -99,7 +106,8 @@ pub(super) const MODELS: &[LibraryModel] = &[
     LibraryModel {
         reference: "qwen3:14b",
         aliases: &[],
-        quantization: None,
+        quantization: Some("Q4_K_M"),
+        parameters: Some(14_800_000_000),
         facts: facts(
             None,
             40,
@@ -111,12 +119,13 @@ pub(super) const MODELS: &[LibraryModel] = &[
             40_960,
             Architecture::Qwen3,
         ),
-        source: "https://huggingface.co/Qwen/Qwen3-14B/blob/main/config.json",
+        source: "https://huggingface.co/Qwen/Qwen3-14B/blob/main/config.json; parameters: the model card https://huggingface.co/Qwen/Qwen3-14B (14.8B); quantization: https://ollama.com/library/qwen3:14b",
     },
     LibraryModel {
         reference: "llama3.1:8b",
         aliases: &["llama3.1", "llama3.1:latest"],
         quantization: None,
+        parameters: None,
         facts: facts(
             Some(4_700_000_000),
             32,
@@ -134,6 +143,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "llama3.2:3b",
         aliases: &["llama3.2", "llama3.2:latest"],
         quantization: None,
+        parameters: None,
         facts: facts(
             Some(2_000_000_000),
             28,
@@ -151,6 +161,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "llama3.2:1b",
         aliases: &[],
         quantization: None,
+        parameters: None,
         facts: facts(
             Some(1_300_000_000),
             16,
@@ -168,6 +179,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "gemma3:4b",
         aliases: &["gemma3", "gemma3:latest"],
         quantization: None,
+        parameters: None,
         facts: facts(
             Some(3_300_000_000),
             34,
@@ -187,6 +199,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "gemma3:12b",
         aliases: &[],
         quantization: None,
+        parameters: None,
         facts: facts(
             Some(8_100_000_000),
             48,
@@ -206,6 +219,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "mistral:7b",
         aliases: &["mistral", "mistral:latest"],
         quantization: None,
+        parameters: None,
         facts: facts(
             Some(4_100_000_000),
             32,
@@ -223,6 +237,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "phi4:14b",
         aliases: &["phi4", "phi4:latest"],
         quantization: None,
+        parameters: None,
         facts: facts(
             Some(9_100_000_000),
             40,
@@ -240,6 +255,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "deepseek-r1:8b",
         aliases: &["deepseek-r1", "deepseek-r1:latest"],
         quantization: Some("Q4_K_M"),
+        parameters: None,
         facts: facts(
             Some(5_200_000_000),
             36,
@@ -257,6 +273,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "nomic-embed-text:v1.5",
         aliases: &["nomic-embed-text", "nomic-embed-text:latest"],
         quantization: Some("F16"),
+        parameters: None,
         // No head_count_kv in its GGUF: Ollama counts 1 (fs/ggml/ggml.go:89-91).
         facts: ModelFacts {
             context_parameter: Some(8192),
@@ -278,6 +295,7 @@ pub(super) const MODELS: &[LibraryModel] = &[
         reference: "all-minilm:l6-v2",
         aliases: &["all-minilm", "all-minilm:latest", "all-minilm:22m"],
         quantization: Some("F16"),
+        parameters: None,
         facts: ModelFacts {
             context_parameter: Some(256),
             ..facts(

@@ -38,6 +38,7 @@
 //! stands in and [`Estimate::approximate`] says so.
 
 mod library;
+pub mod quantization;
 
 pub use library::{LibraryModel, library_model, library_models};
 

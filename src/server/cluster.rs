@@ -6,24 +6,29 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::sync::watch;
 
 use crate::crd::{LLMEngine, LLMModel};
 use crate::lookup::ModelLookup;
-use crate::nodes::NodeGpus;
+use crate::nodes::{NodeGpus, NodeSnapshot};
+
+/// The Node snapshots of a [`ClusterCatalog`] as they are published: none
+/// until the first list of Nodes is complete.
+pub type NodeSnapshots = watch::Receiver<Option<Arc<NodeSnapshot>>>;
 
 /// Read side of the reflectors.
 #[derive(Clone)]
 pub struct ClusterCatalog {
     engines: Store<LLMEngine>,
     models: Store<LLMModel>,
-    /// The Nodes' GPUs, once the Node cache has listed them.
-    nodes: Arc<ArcSwap<Option<Arc<[NodeGpus]>>>>,
+    /// The Nodes' GPUs, once the Node cache has listed them; a new
+    /// snapshot whenever they change.
+    nodes: NodeSnapshots,
 }
 
 impl ClusterCatalog {
@@ -55,8 +60,8 @@ impl ClusterCatalog {
                 tracing::warn!(%error, "LLMModel watch failed; retrying with backoff");
             }
         }));
-        let nodes = Arc::new(ArcSwap::from_pointee(None));
-        tokio::spawn(watch_nodes(client, nodes.clone()));
+        let (publish, nodes) = watch::channel(None);
+        tokio::spawn(watch_nodes(client, publish));
         ClusterCatalog {
             engines,
             models,
@@ -70,6 +75,12 @@ impl ClusterCatalog {
             && self.models.wait_until_ready().await.is_ok()
     }
 
+    /// The Node snapshots as they are published (the status controller
+    /// re-checks every model's fit on a new one).
+    pub fn node_snapshots(&self) -> NodeSnapshots {
+        self.nodes.clone()
+    }
+
     /// Numbers of engines and models cached.
     pub fn sizes(&self) -> (usize, usize) {
         (self.engines.len(), self.models.len())
@@ -79,7 +90,7 @@ impl ClusterCatalog {
 /// Keeps `snapshot` to the GPUs of every Node, published once the first
 /// list is complete and again whenever a Node's GPUs change (a kubelet's
 /// heartbeats change nothing it holds, and publish nothing).
-async fn watch_nodes(client: Client, snapshot: Arc<ArcSwap<Option<Arc<[NodeGpus]>>>>) {
+async fn watch_nodes(client: Client, publish: watch::Sender<Option<Arc<NodeSnapshot>>>) {
     let mut cache = NodeCache::default();
     watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
@@ -87,7 +98,7 @@ async fn watch_nodes(client: Client, snapshot: Arc<ArcSwap<Option<Arc<[NodeGpus]
             match event {
                 Ok(event) => {
                     if let Some(nodes) = cache.apply(event) {
-                        snapshot.store(Arc::new(Some(nodes)));
+                        publish.send_replace(Some(Arc::new(NodeSnapshot::new(nodes))));
                     }
                 }
                 Err(error) => {
@@ -139,8 +150,8 @@ impl NodeCache {
 }
 
 impl ModelLookup for ClusterCatalog {
-    fn nodes(&self) -> Option<Arc<[NodeGpus]>> {
-        self.nodes.load().as_ref().clone()
+    fn nodes(&self) -> Option<Arc<NodeSnapshot>> {
+        self.nodes.borrow().clone()
     }
 
     fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>> {

@@ -27,7 +27,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 pub use catalog_files::{CatalogReload, FileCatalog};
-pub use cluster::ClusterCatalog;
+pub use cluster::{ClusterCatalog, NodeSnapshots};
 pub use leader::LeaderElection;
 pub use metrics::Metrics;
 pub use routes::{AppState, CatalogSource, Health, admin_router, webhook_router};
@@ -129,8 +129,9 @@ pub struct Server {
     config: ServeConfig,
     cert_files: Option<Arc<tls::FileCerts>>,
     cluster: Option<ClusterCatalog>,
-    /// The client of the status controller, when it runs.
-    status_client: Option<kube::Client>,
+    /// The client and the Node snapshots of the status controller, when it
+    /// runs.
+    status_client: Option<(kube::Client, NodeSnapshots)>,
     catalog_files: Option<Arc<FileCatalog>>,
     /// Set for a self-signed start: the CA file clients must trust.
     pub ca_file: Option<PathBuf>,
@@ -188,10 +189,10 @@ impl Server {
                 let client = kube::Client::try_default()
                     .await
                     .map_err(|e| ServeError::Kube(e.to_string()))?;
+                let cluster = ClusterCatalog::start(client.clone());
                 if config.status_controller {
-                    status_client = Some(client.clone());
+                    status_client = Some((client, cluster.node_snapshots()));
                 }
-                let cluster = ClusterCatalog::start(client);
                 (Arc::new(cluster.clone()), Some(cluster), None)
             }
         };
@@ -271,9 +272,10 @@ impl Server {
         }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let status = status_client.map(|client| {
+        let status = status_client.map(|(client, nodes)| {
             tokio::spawn(run_status_controller(
                 client,
+                nodes,
                 config.leader_election.clone(),
                 state.metrics.clone(),
                 stopped(stop_rx.clone()),
@@ -325,6 +327,7 @@ impl Server {
 /// configured, else on this replica alone.
 async fn run_status_controller(
     client: kube::Client,
+    nodes: NodeSnapshots,
     election: Option<LeaderElection>,
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
@@ -336,7 +339,14 @@ async fn run_status_controller(
                 client.clone(),
                 election,
                 metrics.clone(),
-                move || status_controller::run(client.clone(), metrics.clone(), identity.clone()),
+                move || {
+                    status_controller::run(
+                        client.clone(),
+                        metrics.clone(),
+                        identity.clone(),
+                        nodes.clone(),
+                    )
+                },
                 stop,
             )
             .await;
@@ -344,7 +354,7 @@ async fn run_status_controller(
         None => {
             metrics.set_leader(true);
             tokio::select! {
-                () = status_controller::run(client, metrics.clone(), leader::default_identity()) => {}
+                () = status_controller::run(client, metrics.clone(), leader::default_identity(), nodes) => {}
                 () = stop => {}
             }
             metrics.set_leader(false);

@@ -327,7 +327,9 @@ fn node_warnings<L: ModelLookup + ?Sized>(pod: &Pod, namespace: &str, lookup: &L
         .as_ref()
         .and_then(|m| lookup.engine(namespace, &m.spec.engine_ref.name));
     match (model, engine) {
-        (Some(model), Some(engine)) => crate::validate::node_advice(&model, &engine, &nodes),
+        (Some(model), Some(engine)) => nodes
+            .advice(&model, &engine, crate::validate::node_advice)
+            .to_vec(),
         _ => Vec::new(),
     }
 }

@@ -5,8 +5,9 @@
 //! never change a pod.
 //!
 //! A model is reconciled when its spec changes, when an LLMEngine of its
-//! namespace changes or goes, and when what the status reads of a pod
-//! carrying its label changes (`server/triggers.rs`: our own status writes
+//! namespace changes or goes, when the GPUs of the cluster's Nodes change
+//! (the webhook's Node cache: `Fits` may read their memory labels), and
+//! when what the status reads of a pod carrying its label changes (`server/triggers.rs`: our own status writes
 //! wake nothing); an engine when it or a model of its namespace changes.
 //! Each reconcile reads the engine and the models of the namespace from the
 //! apiserver, and the pods from the cache of the watch that triggers on
@@ -39,10 +40,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
 
-use super::Metrics;
 use super::triggers::{changes, generation, pod_facts};
+use super::{Metrics, NodeSnapshots};
 use crate::MODEL_LABEL;
 use crate::crd::{API_VERSION, LLMEngine, LLMModel};
+use crate::nodes::NodeSnapshot;
 use crate::status::{PodFacts, engine_status, model_status, noteworthy};
 
 /// The field manager of every status write.
@@ -69,6 +71,9 @@ struct Context {
     pods: Store<Pod>,
     metrics: Arc<Metrics>,
     events: Recorder,
+    /// The cluster's Nodes, for the `Fits` condition of models whose engine
+    /// does not say how much memory its GPUs have.
+    nodes: NodeSnapshots,
     /// Consecutive failures per object (`kind/namespace/name`), for the backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -121,8 +126,9 @@ fn key_of<K: Resource>(kind: &str, object: &K) -> String {
 }
 
 /// Runs both controllers until the process ends (or the task is aborted:
-/// leadership lost). `identity` names this replica in the Events it writes.
-pub async fn run(client: Client, metrics: Arc<Metrics>, identity: String) {
+/// leadership lost). `identity` names this replica in the Events it writes;
+/// every model is checked again when the Nodes' GPUs change (`nodes`).
+pub async fn run(client: Client, metrics: Arc<Metrics>, identity: String, nodes: NodeSnapshots) {
     let reporter = Reporter {
         controller: "llm-injector".to_owned(),
         instance: Some(identity),
@@ -134,6 +140,11 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, identity: String) {
         metrics,
         events: Recorder::new(client.clone(), reporter),
         failures: Mutex::default(),
+        nodes: nodes.clone(),
+    });
+    let node_changes = futures::stream::unfold(nodes, |mut nodes| async move {
+        nodes.changed().await.ok()?;
+        Some(((), nodes))
     });
     let all = watcher::Config::default;
     let config = || Config::default().debounce(DEBOUNCE);
@@ -168,6 +179,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, identity: String) {
             let model = pod.labels().get(MODEL_LABEL)?.clone();
             Some(ObjectRef::<LLMModel>::new(&model).within(&namespace))
         })
+        .reconcile_all_on(node_changes)
         .run(reconcile_model, retry_model, context.clone())
         .for_each(|_| async {});
 
@@ -307,6 +319,7 @@ async fn write_model_status(
         })
         .filter_map(|pod| PodFacts::of(pod, &name))
         .collect();
+    let nodes = context.nodes.borrow().clone();
     let status = model_status(
         model,
         engine.as_ref(),
@@ -314,6 +327,7 @@ async fn write_model_status(
         &pods,
         model.status.as_ref(),
         &now(),
+        nodes.as_deref().map_or(&[], NodeSnapshot::nodes),
     );
     write_status(context, model, model.status.as_ref(), &status, |s| {
         &s.conditions

@@ -1,21 +1,24 @@
 //! Whether one engine instance of a model fits the memory of its GPUs, by
 //! [`crate::estimate`], when the engine says how much memory a GPU has
-//! (`accelerator.memoryPerDevice`). The facts come from the model's
+//! (`accelerator.memoryPerDevice`) or, without it, by the largest GPUs the
+//! cluster's Nodes are labelled with. The facts come from the model's
 //! `spec.facts` over the built-in table of Ollama library models; the
 //! Ollama settings from the model's `serving` and the engine's `env`.
 
 use super::report::{Report, Rule};
 use crate::crd::{LLMEngine, LLMModelSpec, ModelArchitecture, Vendor};
+use crate::estimate::quantization::{known_quantizations, parse_parameters, weights_bytes};
 use crate::estimate::{
     self, Architecture, GPU_MINIMUM_MEMORY, Gpus, KvCacheType, ModelFacts, Placement, Serving, gib,
     library_model,
 };
+use crate::nodes::NodeGpus;
 use crate::quantity;
 
 /// What the memory check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemoryFit {
-    /// Not checked: a CPU engine, or no `accelerator.memoryPerDevice`.
+    /// Not checked: a CPU engine, or the GPUs' memory unknown.
     NotChecked(String),
     /// Facts the estimate needs are unknown (the message names them).
     Unknown(String),
@@ -27,8 +30,11 @@ pub enum MemoryFit {
     DoesNotFit(String),
 }
 
-/// The memory check of `spec` on `engine`.
-pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
+/// The memory check of `spec` on `engine`: on GPUs of the engine's
+/// `accelerator.memoryPerDevice`, else on the largest GPUs that `nodes`
+/// (the cluster's, when known) are labelled with and offer as many of as
+/// an instance asks for.
+pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine, nodes: &[NodeGpus]) -> MemoryFit {
     let engine_name = engine.metadata.name.as_deref().unwrap_or_default();
     let accelerator = &engine.spec.accelerator;
     if accelerator.vendor == Vendor::None {
@@ -36,17 +42,6 @@ pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
             "LLMEngine {engine_name:?} is CPU-only: no GPU memory to check"
         ));
     }
-    let Some(size) = &accelerator.memory_per_device else {
-        return MemoryFit::NotChecked(format!(
-            "LLMEngine {engine_name:?} does not say how much memory its GPUs have: set accelerator.memoryPerDevice (for example 24Gi) to check that the model fits"
-        ));
-    };
-    let Some(memory) = quantity::bytes(&size.0) else {
-        return MemoryFit::NotChecked(format!(
-            "LLMEngine {engine_name:?} accelerator.memoryPerDevice {:?} is not a quantity such as 24Gi",
-            size.0
-        ));
-    };
     let count = u32::try_from(spec.effective_gpus(accelerator.vendor)).unwrap_or(0);
     if count == 0 {
         // On a GPU engine that is its own error (no_gpu_on_gpu_engine).
@@ -54,17 +49,21 @@ pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
             "parallelism.model 0 asks for no GPU: no GPU memory to check".to_owned(),
         );
     }
+    let (memory, whose) = match gpu_memory(engine, count, nodes) {
+        Ok(found) => found,
+        Err(why) => return MemoryFit::NotChecked(why),
+    };
     let gpus = |count: u32| Gpus {
         count,
         memory,
         minimum: GPU_MINIMUM_MEMORY,
     };
-    let (facts, quantization) = facts_of(spec);
+    let KnownFacts {
+        facts,
+        name,
+        estimated_weights,
+    } = facts_of(spec);
     let serving = serving_of(spec, engine);
-    let name = match quantization {
-        Some(q) => format!("{} {q}", spec.model),
-        None => spec.model.clone(),
-    };
     let found = match estimate::estimate(&facts, &serving, count) {
         Ok(found) => found,
         Err(missing) => {
@@ -77,6 +76,10 @@ pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
                 .map(|m| match m.0 {
                     // Gemma3 is known only with its window.
                     "architecture" if gemma_without_window => "spec.facts.slidingWindow".to_owned(),
+                    // A size, or what estimates one.
+                    "weightsSize" => {
+                        "spec.facts.weightsSize (or parameters and quantization)".to_owned()
+                    }
                     name => format!("spec.facts.{name}"),
                 })
                 .collect();
@@ -105,17 +108,18 @@ pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
         ""
     };
     let needs = format!(
-        "{name} needs ~{} on {count} GPU(s) at a context of {} x {} request(s) ({} weights, {} KV cache ({}), {} compute graph and {} kept free per GPU){approximate}",
+        "{name} needs ~{} on {count} GPU(s) at a context of {} x {} request(s) ({} weights{}, {} KV cache ({}), {} compute graph and {} kept free per GPU){approximate}",
         gib(found.needed(&gpus(count))),
         found.context,
         found.parallel,
         gib(found.weights),
+        estimated_weights.map_or(String::new(), |how| format!(" {how}")),
         gib(found.kv_cache),
         found.kv_cache_type.as_str(),
         gib(found.graph),
         gib(found.reserved + GPU_MINIMUM_MEMORY),
     );
-    let has = format!("an instance has {count} x {}", gib(memory));
+    let has = format!("an instance has {count} x {}{whose}", gib(memory));
     match found.placement(&gpus(count)) {
         Placement::Gpu => MemoryFit::Fits(format!("{needs}; {has}")),
         Placement::Split { on_gpu, layers } => MemoryFit::Offloads(format!(
@@ -125,6 +129,56 @@ pub fn memory_fit(spec: &LLMModelSpec, engine: &LLMEngine) -> MemoryFit {
         Placement::Cpu => MemoryFit::DoesNotFit(format!(
             "{needs}; {has}, where not one layer fits beside what each GPU keeps: Ollama would run the model on the CPU and leave the GPUs idle; {}",
             fix(engine, &facts, &serving, gpus, count)
+        )),
+    }
+}
+
+/// The memory of one GPU of an instance of `engine` with `count` GPUs, and
+/// where that figure comes from when not from the engine; or why it is
+/// unknown.
+fn gpu_memory(engine: &LLMEngine, count: u32, nodes: &[NodeGpus]) -> Result<(u64, String), String> {
+    let engine_name = engine.metadata.name.as_deref().unwrap_or_default();
+    if let Some(size) = &engine.spec.accelerator.memory_per_device {
+        return match quantity::bytes(&size.0) {
+            Some(memory) => Ok((memory, String::new())),
+            None => Err(format!(
+                "LLMEngine {engine_name:?} accelerator.memoryPerDevice {:?} is not a quantity such as 24Gi",
+                size.0
+            )),
+        };
+    }
+    let unknown = format!(
+        "LLMEngine {engine_name:?} does not say how much memory its GPUs have: set accelerator.memoryPerDevice (for example 24Gi) to check that the model fits"
+    );
+    let resource = match engine.spec.effective_resource_name() {
+        Some(resource) if !nodes.is_empty() => resource,
+        _ => return Err(unknown),
+    };
+    let largest = nodes
+        .iter()
+        .filter(|n| {
+            n.allocatable
+                .get(resource)
+                .is_some_and(|c| *c >= u64::from(count))
+        })
+        .filter_map(|n| Some((n.memory?, n)))
+        .max_by(|(a, n), (b, m)| a.cmp(b).then_with(|| m.name.cmp(&n.name)));
+    match largest {
+        Some((memory, node)) => Ok((
+            memory,
+            format!(
+                " at most (the largest GPUs of a Node offering {count} {resource}, as its labels say: Node {}{}; the engine sets no accelerator.memoryPerDevice)",
+                node.name,
+                node.product
+                    .as_deref()
+                    .map(|p| format!(", {p}"))
+                    .unwrap_or_default()
+            ),
+        )),
+        None => Err(format!(
+            "{unknown}, and no Node offering {count} {resource} has a GPU memory label ({} or {})",
+            crate::nodes::NVIDIA_MEMORY,
+            crate::nodes::AMD_VRAM
         )),
     }
 }
@@ -172,16 +226,56 @@ fn fix(
     }
 }
 
-/// The model's facts: `spec.facts` over the built-in table's, and the
-/// quantization the table knows.
-pub(super) fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>) {
+/// What the estimate knows of a model, and how messages name it.
+pub(super) struct KnownFacts {
+    pub(super) facts: ModelFacts,
+    /// `spec.model`, with its quantization when known.
+    pub(super) name: String,
+    /// How the weights were estimated, when no size was given or known.
+    pub(super) estimated_weights: Option<String>,
+}
+
+/// The model's facts: `spec.facts` over the built-in table's. The weights
+/// are `spec.facts.weightsSize`; else estimated from the parameters and
+/// quantization when the spec gives either (the table the other); else the
+/// table's size; else estimated from the table's parameters and quantization.
+pub(super) fn facts_of(spec: &LLMModelSpec) -> KnownFacts {
     let known = library_model(&spec.model);
     let mut facts = known.map(|m| m.facts).unwrap_or_default();
-    let Some(given) = &spec.facts else {
-        return (facts, known.and_then(|m| m.quantization));
+    let given = spec.facts.clone().unwrap_or_default();
+    let given_size = given
+        .weights_size
+        .as_ref()
+        .and_then(|s| quantity::bytes(&s.0));
+    // A user's size describes another file than the table's row.
+    let table_quantization = known
+        .and_then(|m| m.quantization)
+        .filter(|_| given.weights_size.is_none());
+    let quantization = given
+        .quantization
+        .as_deref()
+        .and_then(|q| known_quantizations().find(|known| known.eq_ignore_ascii_case(q.trim())))
+        .or(table_quantization);
+    let given_parameters = given.parameters.as_deref().and_then(parse_parameters);
+    let parameters = given_parameters.or(known.and_then(|m| m.parameters));
+    let estimated = || {
+        let (parameters, quantization) = (parameters?, quantization?);
+        Some((
+            weights_bytes(parameters, quantization)?,
+            format!(
+                "estimated from {:.1}B parameters at {quantization}",
+                parameters as f64 / 1e9
+            ),
+        ))
     };
-    if let Some(size) = &given.weights_size {
-        facts.weights = quantity::bytes(&size.0);
+    let mut estimated_weights = None;
+    if given.weights_size.is_some() {
+        facts.weights = given_size;
+    } else if given_parameters.is_some() || given.quantization.is_some() || facts.weights.is_none()
+    {
+        let found = estimated();
+        facts.weights = found.as_ref().map(|(bytes, _)| *bytes);
+        estimated_weights = found.map(|(_, how)| how);
     }
     facts.layers = positive(given.layers).or(facts.layers);
     facts.attention_heads = positive(given.attention_heads).or(facts.attention_heads);
@@ -205,8 +299,15 @@ pub(super) fn facts_of(spec: &LLMModelSpec) -> (ModelFacts, Option<&'static str>
                 .map(|sliding_window| Architecture::Gemma3 { sliding_window }),
         };
     }
-    // A user's facts describe another file than the table's row.
-    (facts, None)
+    let name = match quantization {
+        Some(q) => format!("{} {q}", spec.model),
+        None => spec.model.clone(),
+    };
+    KnownFacts {
+        facts,
+        name,
+        estimated_weights,
+    }
 }
 
 /// A count the CRD gives as `i32`, when it is above 0.
@@ -255,7 +356,9 @@ pub(super) fn serving_of(spec: &LLMModelSpec, engine: &LLMEngine) -> Serving {
 /// The memory check as validation: no layer on a GPU is an error, some on
 /// the CPU or unknown facts a warning.
 pub(super) fn check_memory(spec: &LLMModelSpec, engine: &LLMEngine, report: &mut Report) {
-    match memory_fit(spec, engine) {
+    // Rules hold the engine to what it says; Nodes come and go, so what
+    // their labels say is advice (`node_advice`) and status, not a rule.
+    match memory_fit(spec, engine, &[]) {
         MemoryFit::NotChecked(_) | MemoryFit::Fits(_) => {}
         MemoryFit::Unknown(message) => report.warn(Rule::MemoryUnknown, "spec.facts", message),
         MemoryFit::Offloads(message) => {
@@ -392,11 +495,68 @@ mod tests {
                 vec!["asks for no GPU"],
             ),
             (
-                "qwen3 without its size",
+                "qwen3:8b: no size, estimated from the table's parameters and quantization",
                 spec("qwen3:8b", 1, none.clone(), none.clone()),
                 engine(Some("24Gi"), json!([])),
+                "fits",
+                vec![
+                    "qwen3:8b Q4_K_M needs",
+                    "4.7 GiB weights estimated from 8.2B parameters at Q4_K_M",
+                ],
+            ),
+            (
+                "qwen3:0.6b: no size, no parameters",
+                spec("qwen3:0.6b", 1, none.clone(), none.clone()),
+                engine(Some("24Gi"), json!([])),
                 "unknown",
-                vec!["spec.facts.weightsSize unknown"],
+                vec!["spec.facts.weightsSize (or parameters and quantization) unknown"],
+            ),
+            (
+                "the issue's example: qwen3:14b at 8192 x 4 on one 8 GiB GPU",
+                spec(
+                    "qwen3:14b",
+                    1,
+                    json!({"contextLength": 8192, "parallelRequests": 4}),
+                    none.clone(),
+                ),
+                engine(Some("8Gi"), json!([])),
+                "offloads",
+                vec![
+                    "qwen3:14b Q4_K_M needs ~",
+                    "at a context of 8192 x 4",
+                    "an instance has 1 x 8.0 GiB",
+                    "raise parallelism.model to",
+                ],
+            ),
+            (
+                "a quantization of the user's own: the table's size no longer applies",
+                spec(
+                    "llama3.1:8b",
+                    1,
+                    none.clone(),
+                    json!({"parameters": "8.0B", "quantization": "q8_0"}),
+                ),
+                engine(Some("24Gi"), json!([])),
+                "fits",
+                vec![
+                    "llama3.1:8b Q8_0 needs",
+                    "7.9 GiB weights estimated from 8.0B parameters at Q8_0",
+                ],
+            ),
+            (
+                "a quantization without parameters, where the table has none",
+                spec(
+                    "llama3.1:8b",
+                    1,
+                    none.clone(),
+                    json!({"quantization": "Q8_0"}),
+                ),
+                engine(Some("24Gi"), json!([])),
+                "unknown",
+                vec![
+                    "llama3.1:8b Q8_0",
+                    "spec.facts.weightsSize (or parameters and quantization) unknown",
+                ],
             ),
             (
                 "qwen3 with its size: approximate",
@@ -447,7 +607,7 @@ mod tests {
             ),
         ];
         for (what, spec, engine, expected, fragments) in cases {
-            let fit = memory_fit(&spec, &engine);
+            let fit = memory_fit(&spec, &engine, &[]);
             assert_eq!(kind(&fit), expected, "{what}: {}", message(&fit));
             for fragment in fragments {
                 assert!(
@@ -458,6 +618,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn without_memory_per_device_the_largest_labelled_gpu_of_a_node() {
+        let node = |name: &str, gpus: u64, mib: Option<u64>| crate::nodes::NodeGpus {
+            name: name.to_owned(),
+            allocatable: [("nvidia.com/gpu".to_owned(), gpus)].into(),
+            memory: mib.map(|m| m << 20),
+            product: mib.map(|_| "NVIDIA-T4".to_owned()),
+            replicas: 1,
+        };
+        let small = node("small", 4, Some(3072));
+        let large = node("large", 1, Some(23028));
+        let unlabelled = node("bare", 8, None);
+        let one = spec("llama3.1:8b", 1, json!(null), json!(null));
+        let two = spec("llama3.1:8b", 2, json!(null), json!(null));
+        // (what, spec, nodes, verdict, fragment)
+        let cases = [
+            (
+                "no Nodes known",
+                &one,
+                vec![],
+                "not checked",
+                "set accelerator.memoryPerDevice",
+            ),
+            (
+                "the largest labelled GPU of a Node with one",
+                &one,
+                vec![small.clone(), large.clone(), unlabelled.clone()],
+                "fits",
+                "an instance has 1 x 22.5 GiB at most (the largest GPUs of a Node offering 1 nvidia.com/gpu, as its labels say: Node large, NVIDIA-T4;",
+            ),
+            (
+                "two GPUs: only the small Node has two",
+                &two,
+                vec![small.clone(), large.clone()],
+                "offloads",
+                "an instance has 2 x 3.0 GiB at most (the largest GPUs of a Node offering 2 nvidia.com/gpu",
+            ),
+            (
+                "no labels",
+                &one,
+                vec![unlabelled],
+                "not checked",
+                "no Node offering 1 nvidia.com/gpu has a GPU memory label (nvidia.com/gpu.memory or amd.com/gpu.vram)",
+            ),
+        ];
+        for (what, spec, nodes, expected, fragment) in cases {
+            let fit = memory_fit(spec, &engine(None, json!([])), &nodes);
+            assert_eq!(kind(&fit), expected, "{what}: {}", message(&fit));
+            assert!(
+                message(&fit).contains(fragment),
+                "{what}: {}",
+                message(&fit)
+            );
+        }
+        // The engine's own figure wins over the Nodes'.
+        let fit = memory_fit(&one, &engine(Some("80Gi"), json!([])), &[small]);
+        assert!(
+            message(&fit).ends_with("an instance has 1 x 80.0 GiB"),
+            "{}",
+            message(&fit)
+        );
     }
 
     #[test]
@@ -491,6 +714,9 @@ mod tests {
             rules("phi4", "1Gi"),
             (vec!["model_exceeds_gpu_memory"], vec![])
         );
-        assert_eq!(rules("qwen3:14b", "24Gi"), (vec![], vec!["memory_unknown"]));
+        assert_eq!(
+            rules("qwen3:0.6b", "24Gi"),
+            (vec![], vec!["memory_unknown"])
+        );
     }
 }

@@ -9,9 +9,11 @@ use super::memory::check_memory;
 use super::names::{DNS_SUBDOMAIN_HINT, is_dns_subdomain};
 use super::ollama::parse_ollama_name;
 use super::report::{Report, Rule};
-use crate::crd::{LLMEngine, LLMModel, LLMModelSpec, Serving, Vendor};
+use crate::crd::{LLMEngine, LLMModel, LLMModelSpec, ModelFacts, Serving, Vendor};
 use crate::duration::{KeepAlive, parse_keep_alive};
+use crate::estimate::quantization::{bits_per_weight, known_quantizations, parse_parameters};
 use crate::lookup::ModelLookup;
+use crate::quantity;
 
 /// Checks a model in `namespace` (the AdmissionRequest's: a new object may
 /// carry none), with its engine looked up there. A missing engine is a
@@ -105,6 +107,48 @@ fn check_model(spec: &LLMModelSpec, vendor: Option<Vendor>, report: &mut Report)
         check_serving(serving, report);
     }
     check_client_env(&spec.client_env, report);
+    if let Some(facts) = &spec.facts {
+        check_facts(facts, report);
+    }
+}
+
+/// The facts the memory estimate reads as text: a size, a parameter count
+/// and a quantization it knows (an unreadable one would leave the estimate
+/// silently without them).
+fn check_facts(facts: &ModelFacts, report: &mut Report) {
+    if let Some(size) = &facts.weights_size
+        && quantity::bytes(&size.0).is_none_or(|bytes| bytes == 0)
+    {
+        report.error(
+            Rule::ModelFacts,
+            "spec.facts.weightsSize",
+            format!(
+                "{:?} is not a size; write the model file's size as `ollama list` shows it, such as 5.2G or 4.9Gi",
+                size.0
+            ),
+        );
+    }
+    if let Some(parameters) = &facts.parameters
+        && parse_parameters(parameters).is_none()
+    {
+        report.error(
+            Rule::ModelFacts,
+            "spec.facts.parameters",
+            format!("{parameters:?} is not a parameter count; write it as `ollama show` prints it, such as 8.0B or 596.05M"),
+        );
+    }
+    if let Some(quantization) = &facts.quantization
+        && bits_per_weight(quantization).is_none()
+    {
+        report.error(
+            Rule::ModelFacts,
+            "spec.facts.quantization",
+            format!(
+                "{quantization:?} is not a quantization the estimate knows ({}); give spec.facts.weightsSize instead",
+                known_quantizations().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
 }
 
 fn check_ollama_model(model: &str, report: &mut Report) {
@@ -503,5 +547,39 @@ mod tests {
             missing.warnings[0].to_string(),
             "spec.engineRef.name: LLMEngine \"later\" does not exist in namespace \"team-a\" (yet); pods asking for this model are rejected until it does: create the engine or fix engineRef"
         );
+    }
+
+    #[test]
+    fn facts_given_as_text_must_read() {
+        let facts = |facts: serde_json::Value| {
+            let spec = json!({"model": "qwen3:8b", "engineRef": {"name": "gpu"}, "facts": facts});
+            validate_model(&model("m", spec), "ns", &catalog())
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            facts(json!({"weightsSize": "5.2G", "parameters": "8.2B", "quantization": "q4_k_m"})),
+            Vec::<String>::new()
+        );
+        let bad =
+            facts(json!({"weightsSize": "big", "parameters": "eight", "quantization": "IQ9"}));
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert_eq!(
+            bad[0],
+            "spec.facts.weightsSize: \"big\" is not a size; write the model file's size as `ollama list` shows it, such as 5.2G or 4.9Gi"
+        );
+        assert_eq!(
+            bad[1],
+            "spec.facts.parameters: \"eight\" is not a parameter count; write it as `ollama show` prints it, such as 8.0B or 596.05M"
+        );
+        assert!(
+            bad[2].starts_with("spec.facts.quantization: \"IQ9\" is not a quantization the estimate knows (F32, F16, BF16, Q8_0,"),
+            "{}",
+            bad[2]
+        );
+        assert!(bad[2].ends_with("; give spec.facts.weightsSize instead"));
+        assert_eq!(facts(json!({"weightsSize": "0"})).len(), 1);
     }
 }

@@ -60,7 +60,7 @@ pub fn node_advice(model: &LLMModel, engine: &LLMEngine, nodes: &[NodeGpus]) -> 
         ));
     }
     // Memory: only where the labels tell it, and only when the estimate is known.
-    let (facts, _) = facts_of(&model.spec);
+    let facts = facts_of(&model.spec).facts;
     let serving = serving_of(&model.spec, engine);
     let count = u32::try_from(per_instance).unwrap_or(u32::MAX);
     let Ok(found) = estimate::estimate(&facts, &serving, count) else {

@@ -115,6 +115,8 @@ rules! {
     ModelOffloadsToCpu = "model_offloads_to_cpu",
     /// With `memoryPerDevice`: the facts of the estimate are known (warning).
     MemoryUnknown = "memory_unknown",
+    /// `facts.weightsSize`, `parameters` and `quantization` are readable.
+    ModelFacts = "model_facts",
 }
 
 /// One broken rule: the field it is about, and a message naming the value and the fix.

@@ -745,6 +745,26 @@ fn node_advice(suite: &mut Suite, namespace: &str) {
             "no Node has the 4 example.com/small-gpu a pod of LLMModel \"wide-llama\" requests (the most is 2, on Node e2e-small-gpu-node)",
         ),
     );
+    // The engine says nothing of its GPUs' memory: the status reads the
+    // Node's GFD label.
+    suite.report.check(
+        "an engine without memoryPerDevice: the model's Fits condition reads the GPU memory from the Node's GFD label (False, OffloadsToCpu, naming the Node)",
+        condition_becomes(suite, (namespace, "small-llama"), ("Fits", "False"), |s, message| {
+            condition(s, "Fits")["reason"] == "OffloadsToCpu"
+                && message.contains("an instance has 1 x 4.0 GiB at most (the largest GPUs of a Node offering 1 example.com/small-gpu, as its labels say: Node e2e-small-gpu-node, NVIDIA-T4-e2e")
+        }),
+    );
+    // Gone before the DaemonSets of later sections look for Nodes.
+    suite
+        .kubectl
+        .run(&["delete", "node", "e2e-small-gpu-node"], None);
+    suite.report.check(
+        "the Node deleted: every model is checked again, and Fits no longer knows the GPUs' memory (Unknown, NotChecked)",
+        condition_becomes(suite, (namespace, "small-llama"), ("Fits", "Unknown"), |s, message| {
+            condition(s, "Fits")["reason"] == "NotChecked"
+                && message.contains("no Node offering 1 example.com/small-gpu has a GPU memory label")
+        }),
+    );
     for object in [
         "llmmodel/small-llama",
         "llmmodel/wide-llama",
@@ -754,10 +774,6 @@ fn node_advice(suite: &mut Suite, namespace: &str) {
             .kubectl
             .run(&["delete", object, "-n", namespace, "--wait=false"], None);
     }
-    // Gone before the DaemonSets of later sections look for Nodes.
-    suite
-        .kubectl
-        .run(&["delete", "node", "e2e-small-gpu-node"], None);
 }
 
 /// The Lease's holder identity.
