@@ -296,7 +296,33 @@ impl ModelStore {
     }
 }
 
+/// Default CPU and memory of one container: (resource, request, limit).
+pub type DefaultResources = [(&'static str, &'static str, &'static str); 2];
+
+/// An engine instance whose LLMEngine sets no `resources` for cpu or memory.
+/// What a model needs is not known here (see validation's fit check), so
+/// these are a floor for small models, said in the README.
+pub const ENGINE_DEFAULT_RESOURCES: DefaultResources =
+    [("cpu", "1", "8"), ("memory", "2Gi", "16Gi")];
+/// `llm-pull` whose LLMEngine sets no `pullResources`: an Ollama server and
+/// `ollama pull`, which streams the download to disk.
+pub const PULL_DEFAULT_RESOURCES: DefaultResources =
+    [("cpu", "100m", "1"), ("memory", "128Mi", "1Gi")];
+
 impl LLMEngineSpec {
+    /// The memory limit of each engine container as injection sets it:
+    /// `resources.limits.memory`, else `resources.requests.memory` (a request
+    /// alone is the limit too), else the default.
+    pub fn effective_memory_limit(&self) -> &str {
+        let resources = self.resources.as_ref();
+        let limit = resources.and_then(|r| r.limits.as_ref()?.get("memory"));
+        let request = resources.and_then(|r| r.requests.as_ref()?.get("memory"));
+        limit
+            .or(request)
+            .map(|q| q.0.as_str())
+            .unwrap_or(ENGINE_DEFAULT_RESOURCES[1].2)
+    }
+
     /// The image to run: `image`, else the default for the vendor.
     pub fn effective_image(&self) -> &str {
         self.image

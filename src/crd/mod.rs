@@ -29,8 +29,9 @@ mod status;
 
 pub use engine::{
     Accelerator, Allocation, DEFAULT_AMD_IMAGE, DEFAULT_AMD_RESOURCE, DEFAULT_CPU_IMAGE,
-    DEFAULT_NVIDIA_IMAGE, DEFAULT_NVIDIA_RESOURCE, DEFAULT_PORT, DraAllocation, LLMEngine,
-    LLMEngineSpec, ModelStore, Runtime, Vendor,
+    DEFAULT_NVIDIA_IMAGE, DEFAULT_NVIDIA_RESOURCE, DEFAULT_PORT, DefaultResources, DraAllocation,
+    ENGINE_DEFAULT_RESOURCES, LLMEngine, LLMEngineSpec, ModelStore, PULL_DEFAULT_RESOURCES,
+    Runtime, Vendor,
 };
 pub use model::{
     DEVICE_VISIBILITY_ENV, EngineRef, LLMModel, LLMModelSpec, ModelArchitecture, ModelFacts,

@@ -8,21 +8,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{InjectError, InjectOptions};
 use crate::crd::{Allocation, LLMEngine, LLMModel, ModelStore, Vendor};
+pub use crate::crd::{DefaultResources, ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES};
 use crate::layout::last_injected_port;
 use crate::validate::{Report, validate_engine, validate_model_on};
-
-/// Default CPU and memory of one container: (resource, request, limit).
-pub type DefaultResources = [(&'static str, &'static str, &'static str); 2];
-
-/// An engine instance whose LLMEngine sets no `resources` for cpu or memory.
-/// What a model needs is not known here (see validation's fit check), so
-/// these are a floor for small models, said in the README.
-pub const ENGINE_DEFAULT_RESOURCES: DefaultResources =
-    [("cpu", "1", "8"), ("memory", "2Gi", "16Gi")];
-/// `llm-pull` whose LLMEngine sets no `pullResources`: an Ollama server and
-/// `ollama pull`, which streams the download to disk.
-pub const PULL_DEFAULT_RESOURCES: DefaultResources =
-    [("cpu", "100m", "1"), ("memory", "128Mi", "1Gi")];
 
 /// `given` with a request and a limit for cpu and memory, so neither a
 /// namespace's LimitRange nor a policy that requires them decides them: a

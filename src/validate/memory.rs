@@ -183,6 +183,52 @@ fn gpu_memory(engine: &LLMEngine, count: u32, nodes: &[NodeGpus]) -> Result<(u64
     }
 }
 
+/// What an instance runs on the CPU (everything on a CPU engine; the layers
+/// that do not fit the GPUs of `memoryPerDevice`), when it needs more than
+/// the memory limit of the engine container: why, and the fix.
+fn host_memory_excess(spec: &LLMModelSpec, engine: &LLMEngine) -> Option<String> {
+    let engine_name = engine.metadata.name.as_deref().unwrap_or_default();
+    let limit_text = engine.spec.effective_memory_limit();
+    let limit = quantity::bytes(limit_text)?;
+    let KnownFacts { facts, name, .. } = facts_of(spec);
+    let serving = serving_of(spec, engine);
+    let vendor = engine.spec.accelerator.vendor;
+    let count = u32::try_from(spec.effective_gpus(vendor)).unwrap_or(0);
+    let found = estimate::estimate(&facts, &serving, count.max(1)).ok()?;
+    let (on_cpu, what) = if vendor == Vendor::None || count == 0 {
+        let all = found.weights.saturating_add(found.kv_cache);
+        (all, "the whole model runs on the CPU".to_owned())
+    } else {
+        let memory = quantity::bytes(&engine.spec.accelerator.memory_per_device.as_ref()?.0)?;
+        let gpus = Gpus {
+            count,
+            memory,
+            minimum: GPU_MINIMUM_MEMORY,
+        };
+        match found.placement(&gpus) {
+            Placement::Split { on_gpu, layers } => {
+                let rest = layers - on_gpu;
+                (
+                    found.layer.saturating_mul(u64::from(rest)),
+                    format!("{rest} of its {layers} layers run on the CPU"),
+                )
+            }
+            // Fits: little on the CPU. No layer on a GPU: refused anyway.
+            Placement::Gpu | Placement::Cpu => return None,
+        }
+    };
+    let needed = on_cpu.saturating_add(found.graph);
+    (needed > limit).then(|| {
+        format!(
+            "{name} needs ~{} of memory outside the GPUs ({what}: their weights and KV cache at a context of {} x {}, and the compute graph), but LLMEngine {engine_name:?} limits its container to {limit_text} (resources.limits.memory): past the limit Ollama is OOM-killed or pages its weights from disk; raise the engine's resources.limits.memory to at least {}, or lower serving.contextLength or serving.parallelRequests",
+            gib(needed),
+            found.context,
+            found.parallel,
+            gib(needed),
+        )
+    })
+}
+
 /// How to make it fit: more GPUs per instance (up to the engine's limit),
 /// a smaller context or fewer parallel requests, or larger GPUs.
 fn fix(
@@ -356,6 +402,9 @@ pub(super) fn serving_of(spec: &LLMModelSpec, engine: &LLMEngine) -> Serving {
 /// The memory check as validation: no layer on a GPU is an error, some on
 /// the CPU or unknown facts a warning.
 pub(super) fn check_memory(spec: &LLMModelSpec, engine: &LLMEngine, report: &mut Report) {
+    if let Some(message) = host_memory_excess(spec, engine) {
+        report.warn(Rule::EngineMemoryLimit, "spec.engineRef.name", message);
+    }
     // Rules hold the engine to what it says; Nodes come and go, so what
     // their labels say is advice (`node_advice`) and status, not a rule.
     match memory_fit(spec, engine, &[]) {
@@ -681,6 +730,75 @@ mod tests {
             "{}",
             message(&fit)
         );
+    }
+
+    #[test]
+    fn what_runs_on_the_cpu_against_the_engine_memory_limit() {
+        let cpu = |resources: serde_json::Value| {
+            testing::engine(
+                "cpu",
+                json!({"accelerator": {"vendor": "None"}, "resources": resources}),
+            )
+        };
+        let on_cpu = |model: &str, serving: serde_json::Value| -> LLMModelSpec {
+            serde_json::from_value(json!({
+                "model": model, "engineRef": {"name": "cpu"}, "serving": serving,
+            }))
+            .unwrap()
+        };
+        let none = json!(null);
+        let long = json!({"contextLength": 131072, "parallelRequests": 2});
+        // (what, model, engine, a fragment of the warning or None)
+        let cases: Vec<(&str, LLMModelSpec, LLMEngine, Option<&str>)> = vec![
+            (
+                "llama3.1:8b at 4096 x 1 in the default 16Gi",
+                on_cpu("llama3.1:8b", none.clone()),
+                cpu(none.clone()),
+                None,
+            ),
+            (
+                "at 131072 x 2: 32 GiB of KV cache",
+                on_cpu("llama3.1:8b", long.clone()),
+                cpu(none.clone()),
+                Some(
+                    "llama3.1:8b needs ~52.9 GiB of memory outside the GPUs (the whole model runs on the CPU: their weights and KV cache at a context of 131072 x 2, and the compute graph), but LLMEngine \"cpu\" limits its container to 16Gi (resources.limits.memory)",
+                ),
+            ),
+            (
+                "... in a 64Gi limit",
+                on_cpu("llama3.1:8b", long.clone()),
+                cpu(json!({"limits": {"memory": "64Gi"}})),
+                None,
+            ),
+            (
+                "a request alone is the limit too",
+                on_cpu("phi4", none.clone()),
+                cpu(json!({"requests": {"memory": "4Gi"}})),
+                Some("limits its container to 4Gi"),
+            ),
+            (
+                "a model the estimate does not know",
+                on_cpu("hf.co/x/y:Q4_K_M", long.clone()),
+                cpu(none.clone()),
+                None,
+            ),
+            (
+                "13 of 33 layers of llama3.1:8b beside a 4 GiB GPU fit 16Gi",
+                spec("llama3.1:8b", 1, none.clone(), none.clone()),
+                engine(Some("4Gi"), json!([])),
+                None,
+            ),
+        ];
+        for (what, spec, engine, expected) in cases {
+            let found = host_memory_excess(&spec, &engine);
+            match expected {
+                None => assert_eq!(found, None, "{what}"),
+                Some(fragment) => {
+                    let found = found.unwrap_or_else(|| panic!("{what}: no warning"));
+                    assert!(found.contains(fragment), "{what}: {found}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -117,6 +117,8 @@ rules! {
     MemoryUnknown = "memory_unknown",
     /// `facts.weightsSize`, `parameters` and `quantization` are readable.
     ModelFacts = "model_facts",
+    /// What runs on the CPU fits the engine container's memory limit (warning).
+    EngineMemoryLimit = "engine_memory_limit",
 }
 
 /// One broken rule: the field it is about, and a message naming the value and the fix.
