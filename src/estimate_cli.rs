@@ -4,6 +4,7 @@
 
 use clap::Args;
 
+use llm_injector::estimate::quantization::{known_quantizations, parse_parameters, weights_bytes};
 use llm_injector::estimate::{
     self, GIB, GPU_MINIMUM_MEMORY, Gpus, KvCacheType, Placement, Serving, gib, library_model,
 };
@@ -42,6 +43,13 @@ pub struct EstimateArgs {
     /// Model weights size, when the table does not know it (e.g. 5.2G).
     #[arg(long)]
     weights_size: Option<String>,
+    /// Parameters (e.g. 8.0B): without --weights-size, the weights are
+    /// estimated from them and the quantization.
+    #[arg(long)]
+    parameters: Option<String>,
+    /// Quantization (e.g. Q8_0), for the estimate from the parameters.
+    #[arg(long)]
+    quantization: Option<String>,
 }
 
 pub fn run(args: &EstimateArgs) -> Result<String, String> {
@@ -55,11 +63,39 @@ pub fn run(args: &EstimateArgs) -> Result<String, String> {
         )
     })?;
     let mut facts = known.facts;
+    let parameters = match &args.parameters {
+        Some(text) => Some(parse_parameters(text).ok_or_else(|| {
+            format!("--parameters {text:?} is not a parameter count such as 8.0B")
+        })?),
+        None => known.parameters,
+    };
+    let quantization = match &args.quantization {
+        Some(text) => Some(
+            known_quantizations()
+                .find(|q| q.eq_ignore_ascii_case(text.trim()))
+                .ok_or_else(|| {
+                    format!(
+                        "--quantization {text:?} is not one the estimate knows ({})",
+                        known_quantizations().collect::<Vec<_>>().join(", ")
+                    )
+                })?,
+        ),
+        None => known.quantization,
+    };
+    let mut estimated = None;
     if let Some(size) = &args.weights_size {
         facts.weights =
             Some(quantity::bytes(size).ok_or_else(|| {
                 format!("--weights-size {size:?} is not a quantity such as 5.2G")
             })?);
+    } else if args.parameters.is_some() || args.quantization.is_some() || facts.weights.is_none() {
+        facts.weights = parameters.zip(quantization).and_then(|(p, q)| {
+            estimated = Some(format!(
+                " (estimated from {:.1}B parameters at {q})",
+                p as f64 / 1e9
+            ));
+            weights_bytes(p, q)
+        });
     }
     let serving = Serving {
         context_length: args.context,
@@ -76,7 +112,7 @@ pub fn run(args: &EstimateArgs) -> Result<String, String> {
     let found = estimate::estimate(&facts, &serving, count).map_err(|missing| {
         let names: Vec<&str> = missing.iter().map(|m| m.0).collect();
         format!(
-            "the estimate of {} needs {} ({}); pass --weights-size",
+            "the estimate of {} needs {} ({}); pass --weights-size, or --parameters and --quantization",
             known.reference,
             names.join(", "),
             known.source
@@ -94,17 +130,17 @@ pub fn run(args: &EstimateArgs) -> Result<String, String> {
         format!(
             "{}{}",
             known.reference,
-            known
-                .quantization
-                .map(|q| format!(" {q}"))
-                .unwrap_or_default()
+            quantization.map(|q| format!(" {q}")).unwrap_or_default()
         ),
     );
     row(
         "context",
         format!("{} tokens x {} request(s)", found.context, found.parallel),
     );
-    row("weights", gib(found.weights));
+    row(
+        "weights",
+        format!("{}{}", gib(found.weights), estimated.unwrap_or_default()),
+    );
     row(
         &format!("KV cache ({})", found.kv_cache_type.as_str()),
         gib(found.kv_cache),
@@ -160,14 +196,16 @@ fn list() -> String {
         out.push_str(&format!(
             "{:<24}{:<10}{:<10}{}\n",
             model.reference,
-            model
-                .facts
-                .weights
-                .map_or("unknown".to_owned(), |w| if w >= 1_000_000_000 {
-                    format!("{:.1}G", w as f64 / 1e9)
-                } else {
-                    format!("{}M", w / 1_000_000)
-                }),
+            match (
+                model.facts.weights,
+                model.parameters.zip(model.quantization)
+            ) {
+                (Some(w), _) if w >= 1_000_000_000 => format!("{:.1}G", w as f64 / 1e9),
+                (Some(w), _) => format!("{}M", w / 1_000_000),
+                (None, Some((p, q))) => weights_bytes(p, q)
+                    .map_or("unknown".to_owned(), |w| format!("~{:.1}G", w as f64 / 1e9)),
+                (None, None) => "unknown".to_owned(),
+            },
             model.quantization.unwrap_or("-"),
             model.source
         ));

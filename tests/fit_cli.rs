@@ -20,7 +20,7 @@ fn estimate(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn prints_the_terms_and_the_gpu_sizes_it_fits() {
     // (arguments, lines the table holds)
-    let cases: [(&[&str], &[&str]); 4] = [
+    let cases: [(&[&str], &[&str]); 6] = [
         (
             &["llama3.1:8b"],
             &[
@@ -68,6 +68,27 @@ fn prints_the_terms_and_the_gpu_sizes_it_fits() {
                 "(approximate: Ollama 0.12.6 measures",
             ],
         ),
+        (
+            &["qwen3:14b", "--context", "8192", "--parallel", "4"],
+            &[
+                "model                 qwen3:14b Q4_K_M",
+                "weights               8.4 GiB (estimated from 14.8B parameters at Q4_K_M)",
+                "context               8192 tokens x 4 request(s)",
+            ],
+        ),
+        (
+            &[
+                "llama3.1:8b",
+                "--parameters",
+                "8.03B",
+                "--quantization",
+                "q8_0",
+            ],
+            &[
+                "model                 llama3.1:8b Q8_0",
+                "weights               8.0 GiB (estimated from 8.0B parameters at Q8_0)",
+            ],
+        ),
     ];
     for (args, lines) in cases {
         let (ok, stdout, stderr) = estimate(args);
@@ -80,8 +101,16 @@ fn prints_the_terms_and_the_gpu_sizes_it_fits() {
 
 #[test]
 fn says_what_it_cannot_know() {
-    let cases: [(&[&str], &str); 4] = [
-        (&["qwen3:8b"], "needs weightsSize"),
+    let cases: [(&[&str], &str); 6] = [
+        (&["qwen3:0.6b"], "needs weightsSize"),
+        (
+            &["llama3.1", "--quantization", "IQ9"],
+            "is not one the estimate knows",
+        ),
+        (
+            &["llama3.1", "--parameters", "many"],
+            "is not a parameter count",
+        ),
         (&["no-such-model"], "is not in the built-in table"),
         (&["llama3.1", "--memory", "24GB"], "is not a quantity"),
         (&["qwen3", "--weights-size", "lots"], "is not a quantity"),
