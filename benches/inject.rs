@@ -141,6 +141,7 @@ fn node_advice_figures(root: &Path, catalog: &Catalog) {
                     ("amd.com/gpu".to_owned(), 4),
                 ]),
                 memory: Some(23028 << 20),
+                mig_memory: BTreeMap::new(),
                 product: Some("NVIDIA-A10G".to_owned()),
                 replicas: 1,
             })

@@ -20,6 +20,10 @@ pub const NVIDIA_PRODUCT: &str = "nvidia.com/gpu.product";
 pub const NVIDIA_REPLICAS: &str = "nvidia.com/gpu.replicas";
 /// AMD's node labeller: memory of one GPU (e.g. `64G`).
 pub const AMD_VRAM: &str = "amd.com/gpu.vram";
+/// The extended resources of MIG devices under GFD's `mixed` strategy,
+/// one per profile (`nvidia.com/mig-1g.5gb`); GFD labels each profile's
+/// memory in MiB as `<resource>.memory`.
+pub const NVIDIA_MIG_PREFIX: &str = "nvidia.com/mig-";
 
 /// What a Node offers of GPUs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +32,12 @@ pub struct NodeGpus {
     pub name: String,
     /// Allocatable count of each extended resource.
     pub allocatable: BTreeMap<String, u64>,
-    /// Memory of one GPU, from the labels.
+    /// Memory of one GPU, from the labels (under GFD's `single` MIG
+    /// strategy: of one MIG device).
     pub memory: Option<u64>,
+    /// Memory of one MIG device per MIG resource (`mixed` strategy), from
+    /// the `nvidia.com/mig-<profile>.memory` labels.
+    pub mig_memory: BTreeMap<String, u64>,
     /// The GPU model, from the labels.
     pub product: Option<String>,
     /// Replicas each GPU is shared as (time-slicing, MPS); 1 when not shared.
@@ -54,16 +62,48 @@ impl NodeGpus {
             .and_then(|mib| mib.trim().parse::<u64>().ok())
             .map(|mib| mib.saturating_mul(1 << 20))
             .or_else(|| label(AMD_VRAM).and_then(quantity::bytes));
+        let mig_memory = labels
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, mib)| {
+                let resource = key.strip_suffix(".memory")?;
+                let mib = mib.trim().parse::<u64>().ok()?;
+                resource
+                    .starts_with(NVIDIA_MIG_PREFIX)
+                    .then(|| (resource.to_owned(), mib.saturating_mul(1 << 20)))
+            })
+            .collect();
         NodeGpus {
             name: node.metadata.name.clone().unwrap_or_default(),
             allocatable,
             memory,
+            mig_memory,
             product: label(NVIDIA_PRODUCT).map(str::to_owned),
             replicas: label(NVIDIA_REPLICAS)
                 .and_then(|r| r.trim().parse().ok())
                 .filter(|r| *r > 0)
                 .unwrap_or(1),
         }
+    }
+}
+
+impl NodeGpus {
+    /// Memory of one device of `resource`: a MIG profile's own label, else
+    /// the GPU's.
+    pub fn memory_for(&self, resource: &str) -> Option<u64> {
+        if resource.starts_with(NVIDIA_MIG_PREFIX) {
+            self.mig_memory.get(resource).copied()
+        } else {
+            self.memory
+        }
+    }
+
+    /// Whether a device of `resource` is a MIG device: a MIG profile's
+    /// resource, or `nvidia.com/gpu` on a Node whose GPUs GFD names as MIG
+    /// devices (the `single` strategy: `A100-SXM4-40GB-MIG-1g.5gb`).
+    pub fn is_mig(&self, resource: &str) -> bool {
+        resource.starts_with(NVIDIA_MIG_PREFIX)
+            || self.product.as_deref().is_some_and(|p| p.contains("-MIG-"))
     }
 }
 
@@ -163,6 +203,24 @@ mod tests {
         assert_eq!(a10.replicas, 1);
         let amd = node(json!({"amd.com/gpu": "8"}), json!({AMD_VRAM: "64Gi"}));
         assert_eq!(amd.memory, Some(64 << 30));
+        // GFD's mixed MIG strategy: each profile its own resource and memory.
+        let mixed = node(
+            json!({"nvidia.com/gpu": "1", "nvidia.com/mig-1g.5gb": "7", "nvidia.com/mig-3g.20gb": "2"}),
+            json!({NVIDIA_MEMORY: "40960", NVIDIA_PRODUCT: "NVIDIA-A100-SXM4-40GB",
+                "nvidia.com/mig-1g.5gb.memory": "4864", "nvidia.com/mig-1g.5gb.count": "7",
+                "nvidia.com/mig-3g.20gb.count": "2", "nvidia.com/mig.strategy": "mixed"}),
+        );
+        assert_eq!(mixed.memory_for("nvidia.com/gpu"), Some(40960 << 20));
+        assert_eq!(mixed.memory_for("nvidia.com/mig-1g.5gb"), Some(4864 << 20));
+        assert_eq!(mixed.memory_for("nvidia.com/mig-3g.20gb"), None);
+        assert!(mixed.is_mig("nvidia.com/mig-1g.5gb") && !mixed.is_mig("nvidia.com/gpu"));
+        // The single strategy: nvidia.com/gpu are MIG devices, labelled so.
+        let single = node(
+            json!({"nvidia.com/gpu": "7"}),
+            json!({NVIDIA_MEMORY: "4864", NVIDIA_PRODUCT: "NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"}),
+        );
+        assert!(single.is_mig("nvidia.com/gpu"));
+        assert_eq!(single.memory_for("nvidia.com/gpu"), Some(4864 << 20));
         let shared = node(
             json!({"nvidia.com/gpu": "16"}),
             json!({NVIDIA_REPLICAS: "4"}),

@@ -161,7 +161,7 @@ fn gpu_memory(engine: &LLMEngine, count: u32, nodes: &[NodeGpus]) -> Result<(u64
                 .get(resource)
                 .is_some_and(|c| *c >= u64::from(count))
         })
-        .filter_map(|n| Some((n.memory?, n)))
+        .filter_map(|n| Some((n.memory_for(resource)?, n)))
         .max_by(|(a, n), (b, m)| a.cmp(b).then_with(|| m.name.cmp(&n.name)));
     match largest {
         Some((memory, node)) => Ok((
@@ -675,6 +675,7 @@ mod tests {
             name: name.to_owned(),
             allocatable: [("nvidia.com/gpu".to_owned(), gpus)].into(),
             memory: mib.map(|m| m << 20),
+            mig_memory: Default::default(),
             product: mib.map(|_| "NVIDIA-T4".to_owned()),
             replicas: 1,
         };

@@ -9,8 +9,8 @@
 use super::memory::{facts_of, serving_of};
 use crate::crd::{Allocation, LLMEngine, LLMModel};
 use crate::estimate::{self, GPU_MINIMUM_MEMORY, Gpus, Placement, gib};
-use crate::nodes::NVIDIA_REPLICAS;
 pub use crate::nodes::NodeGpus;
+use crate::nodes::{NVIDIA_MIG_PREFIX, NVIDIA_REPLICAS};
 
 /// Advice on where the pods of `model` (on `engine`) can run, given the
 /// cluster's `nodes`: empty when a Node has what a pod asks for, or when
@@ -28,7 +28,7 @@ pub fn node_advice(model: &LLMModel, engine: &LLMEngine, nodes: &[NodeGpus]) -> 
     let per_pod =
         per_instance.saturating_mul(u64::try_from(model.spec.parallelism.data).unwrap_or(1));
     let mut advice = Vec::new();
-    if per_instance > 1 && resource.starts_with("nvidia.com/mig-") {
+    if per_instance > 1 && resource.starts_with(NVIDIA_MIG_PREFIX) {
         advice.push(format!(
             "LLMModel {name:?} gives each engine instance {per_instance} {resource} devices, but a process sees one MIG device: Ollama would use one and leave the others idle; set parallelism.model to 1, or use whole GPUs (nvidia.com/gpu)"
         ));
@@ -54,6 +54,15 @@ pub fn node_advice(model: &LLMModel, engine: &LLMEngine, nodes: &[NodeGpus]) -> 
         ));
         return advice;
     }
+    if per_instance > 1
+        && !resource.starts_with(NVIDIA_MIG_PREFIX)
+        && with_count.iter().all(|n| n.is_mig(resource))
+    {
+        let product = with_count[0].product.as_deref().unwrap_or_default();
+        advice.push(format!(
+            "LLMModel {name:?} gives each engine instance {per_instance} {resource}, but every Node offering them offers MIG devices as {resource} (GPU Feature Discovery's single strategy: {product}), and a process sees one MIG device: Ollama would use one and leave the others idle; set parallelism.model to 1, or use Nodes with whole GPUs"
+        ));
+    }
     if per_instance > 1 && with_count.iter().all(|n| n.replicas > 1) {
         advice.push(format!(
             "LLMModel {name:?} splits an instance over {per_instance} {resource}, but every Node offering them shares each GPU as time-sliced replicas ({NVIDIA_REPLICAS}): the replicas may be one GPU, whose memory they share; use parallelism.model 1, or unshared GPUs"
@@ -68,7 +77,7 @@ pub fn node_advice(model: &LLMModel, engine: &LLMEngine, nodes: &[NodeGpus]) -> 
     };
     let labelled: Vec<(&NodeGpus, u64)> = with_count
         .iter()
-        .filter_map(|n| Some((*n, n.memory?)))
+        .filter_map(|n| Some((*n, n.memory_for(resource)?)))
         .collect();
     let whole = |memory: u64| {
         let gpus = Gpus {
@@ -223,6 +232,31 @@ mod tests {
                     json!({}),
                 )],
                 vec!["a process sees one MIG device"],
+            ),
+            (
+                "a MIG profile's own memory (mixed strategy), not the whole GPU's",
+                model("llama3.1:8b", json!({"model": 1}), json!(null)),
+                nvidia(json!({"accelerator": {"resourceName": "nvidia.com/mig-1g.5gb"}})),
+                vec![node(
+                    "a100",
+                    json!({"nvidia.com/gpu": "1", "nvidia.com/mig-1g.5gb": "7"}),
+                    json!({NVIDIA_MEMORY: "40960", NVIDIA_PRODUCT: "NVIDIA-A100-SXM4-40GB",
+                        "nvidia.com/mig-1g.5gb.memory": "4864"}),
+                )],
+                vec!["the largest is Node a100 with 4.8 GiB per GPU"],
+            ),
+            (
+                "two MIG devices of GFD's single strategy for one instance",
+                model("llama3.1:8b", json!({"model": 2}), json!(null)),
+                nvidia(json!({})),
+                vec![node(
+                    "a100",
+                    json!({"nvidia.com/gpu": "7"}),
+                    json!({NVIDIA_MEMORY: "9984", NVIDIA_PRODUCT: "NVIDIA-A100-SXM4-80GB-MIG-1g.10gb"}),
+                )],
+                vec![
+                    "offers MIG devices as nvidia.com/gpu (GPU Feature Discovery's single strategy: NVIDIA-A100-SXM4-80GB-MIG-1g.10gb)",
+                ],
             ),
             (
                 "two time-sliced replicas for one instance",
