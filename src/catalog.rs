@@ -121,6 +121,28 @@ impl Catalog {
         Ok(())
     }
 
+    /// Adds the LLMEngine and LLMModel objects among `documents` (in
+    /// Lists too) and skips every other kind: the catalog objects among a
+    /// command's inputs, which replace the catalog's own of the same name,
+    /// as `kubectl apply` would.
+    pub fn add_objects_among(
+        &mut self,
+        documents: &[SourceDocument],
+        default_namespace: &str,
+    ) -> Result<(), CatalogError> {
+        let mut origins = BTreeMap::new();
+        for doc in flatten_lists(documents) {
+            if matches!(
+                CatalogDocument::read(&doc, default_namespace),
+                CatalogDocument::Other { .. }
+            ) {
+                continue;
+            }
+            self.add_document(&doc, default_namespace, &mut origins)?;
+        }
+        Ok(())
+    }
+
     fn add_document(
         &mut self,
         doc: &SourceDocument,

@@ -65,8 +65,10 @@ struct InjectArgs {
     /// Kubernetes YAML to inject: a file, a directory of *.yaml/*.yml, or `-` for stdin. Repeatable.
     #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// LLMEngine and LLMModel objects: a YAML file or a directory of them. Repeatable.
-    #[arg(long, required = true, value_name = "PATH")]
+    /// LLMEngine and LLMModel objects: a YAML file or a directory of them.
+    /// Repeatable; those among the `-f` inputs count too (and replace the
+    /// catalog's of the same name).
+    #[arg(long, value_name = "PATH")]
     catalog: Vec<PathBuf>,
     /// Namespace of objects that name none (as `kubectl apply -n`).
     #[arg(short = 'n', long, default_value = "default")]
@@ -130,13 +132,18 @@ fn write_stdout(text: &str) -> Result<(), Vec<String>> {
 
 /// Reads every input, injects, and prints only when nothing failed.
 fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
-    let catalog =
+    let mut catalog =
         Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
     let (files, mut errors) = read_input_files(&args.files)?;
-    let documents = files
+    let documents: Vec<_> = files
         .iter()
         .flat_map(SourceFile::source_documents)
         .collect();
+    // LLMEngines and LLMModels among the inputs count too (and print
+    // unchanged), as with `validate`.
+    catalog
+        .add_objects_among(&documents, &args.namespace)
+        .map_err(|e| vec![e.to_string()])?;
     let injector = llm_injector::Injector::new(llm_injector::InjectOptions {
         router_image: args.router_image.clone(),
     });

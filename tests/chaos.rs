@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use llm_injector::server::tls::generate;
+use llm_injector::server::tls::{Validity, generate};
 use llm_injector::server::{ServeConfig, Server, TlsSource};
 use serde_json::Value;
 use support::server::{
@@ -347,7 +347,12 @@ async fn catalog_changes_under_load_lose_no_review() {
 async fn sigterm_while_the_replacement_starts_loses_no_review() {
     // Both replicas mount the same Secret, as in the Helm chart.
     let dir = TempDir::new();
-    let pair = generate("llm-injector", &["localhost".to_owned()]).unwrap();
+    let pair = generate(
+        "llm-injector",
+        &["localhost".to_owned()],
+        Validity::default(),
+    )
+    .unwrap();
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert, &pair.cert_pem).unwrap();
     std::fs::write(&key, &pair.key_pem).unwrap();

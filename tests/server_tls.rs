@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use llm_injector::server::tls::generate;
+use llm_injector::server::tls::{DAY, Validity, generate};
 use llm_injector::server::{ServeConfig, Server, TlsSource};
 use support::server::{ServeProcess, fixture, get_plain, post, root, tls_connector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,7 +72,12 @@ async fn self_signed_server_answers_a_client_trusting_its_ca() {
     assert_eq!(get_plain(admin, "/readyz").await.unwrap().0, 200);
 
     // A client that does not trust the CA is refused at the handshake.
-    let other = generate("someone-else", &["localhost".to_owned()]).unwrap();
+    let other = generate(
+        "someone-else",
+        &["localhost".to_owned()],
+        Validity::default(),
+    )
+    .unwrap();
     let stranger = tls_connector(other.ca_pem.as_bytes());
     assert!(
         post(&stranger, addr, "/mutate", fixture("pod-create-named.json"))
@@ -189,7 +194,12 @@ fn leaf_der(cert_pem: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_by_symlink_swap_loses_no_request() {
     let dir = support::server::TempDir::new();
-    let first = generate("llm-injector", &["localhost".to_owned()]).unwrap();
+    let first = generate(
+        "llm-injector",
+        &["localhost".to_owned()],
+        Validity::default(),
+    )
+    .unwrap();
     write_secret_volume(dir.path(), 1, &first.cert_pem, &first.key_pem);
     let mut config = config(TlsSource::Files {
         cert: dir.path().join("tls.crt"),
@@ -197,10 +207,33 @@ async fn rotation_by_symlink_swap_loses_no_request() {
         reload_interval: Duration::from_millis(100),
     });
     config.drain_timeout = Duration::from_secs(5);
-    let (addr, _admin, stop, handle) = start(config).await;
+    let (addr, admin, stop, handle) = start(config).await;
+    let expiry_days = || async move {
+        let (_, metrics) = get_plain(admin, "/metrics").await.expect("metrics");
+        let expiry: i64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("llm_injector_tls_certificate_expiry_timestamp_seconds "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no expiry metric in\n{metrics}"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        (expiry - now + 3600) / 86_400
+    };
+    assert_eq!(expiry_days().await, 365, "the first certificate's expiry");
 
     // The second pair comes from a new CA (a CA rotation): the client trusts both.
-    let second = generate("llm-injector", &["localhost".to_owned()]).unwrap();
+    // Valid 30 days, so the expiry metric shows the rotation.
+    let second = generate(
+        "llm-injector",
+        &["localhost".to_owned()],
+        Validity {
+            ca: DAY * 30,
+            leaf: DAY * 30,
+        },
+    )
+    .unwrap();
     let connector = tls_connector(format!("{}{}", first.ca_pem, second.ca_pem).as_bytes());
 
     let running = Arc::new(AtomicBool::new(true));
@@ -241,7 +274,12 @@ async fn rotation_by_symlink_swap_loses_no_request() {
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     // A broken pair (key of another certificate) is refused; the second pair stays.
-    let third = generate("llm-injector", &["localhost".to_owned()]).unwrap();
+    let third = generate(
+        "llm-injector",
+        &["localhost".to_owned()],
+        Validity::default(),
+    )
+    .unwrap();
     write_secret_volume(dir.path(), 3, &third.cert_pem, &first.key_pem);
     tokio::time::sleep(Duration::from_millis(500)).await;
     running.store(false, Ordering::Release);
@@ -277,6 +315,11 @@ async fn rotation_by_symlink_swap_loses_no_request() {
         "serves the rotated certificate afterwards, not the broken one"
     );
     assert!(!seen.contains(&third_leaf), "a mismatched pair was served");
+    assert_eq!(
+        expiry_days().await,
+        30,
+        "the metric follows the rotated certificate, not the refused one"
+    );
 
     stop.send(()).unwrap();
     handle.await.unwrap();

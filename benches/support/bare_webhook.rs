@@ -48,7 +48,12 @@ pub fn run(patch_file: &Path, ca_file: &Path) {
         .expect("the patch file")
         .trim()
         .into();
-    let certs = tls::generate("bare-webhook", &["localhost".to_owned()]).expect("certificates");
+    let certs = tls::generate(
+        "bare-webhook",
+        &["localhost".to_owned()],
+        tls::Validity::default(),
+    )
+    .expect("certificates");
     std::fs::write(ca_file, &certs.ca_pem).expect("write the CA");
     let pair = tls::parse_pair(
         certs.cert_pem.as_bytes(),

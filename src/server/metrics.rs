@@ -74,6 +74,14 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::with_certificate_expiry(Gauge::default())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with the serving certificate's expiry read from
+    /// `certificate_expiry` (the gauge [`super::tls::CertResolver`] keeps).
+    pub fn with_certificate_expiry(certificate_expiry: Gauge) -> Self {
         let mut registry = Registry::with_prefix("llm_injector");
         let reviews = Family::<ReviewLabels, Counter>::default();
         let rejected = Family::<RejectLabels, Counter>::default();
@@ -128,6 +136,11 @@ impl Default for Metrics {
             "1 while this replica holds the status controller's Lease and writes status, else 0",
             leader.clone(),
         );
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate expires, in seconds since the Unix epoch (0 before one is served); alert on it minus time() as with cert-manager's certmanager_certificate_expiration_timestamp_seconds",
+            certificate_expiry,
+        );
         Metrics {
             registry,
             reviews,
@@ -140,9 +153,7 @@ impl Default for Metrics {
             leader,
         }
     }
-}
 
-impl Metrics {
     /// Counts one answered review and its latency.
     pub fn review(
         &self,

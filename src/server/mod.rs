@@ -140,41 +140,40 @@ pub struct Server {
 impl Server {
     /// Loads certificates and the catalog (or starts the cluster watch) and binds both ports.
     pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
-        let (resolver, cert_files, ca_file): (Arc<dyn rustls::server::ResolvesServerCert>, _, _) =
-            match &config.tls {
-                TlsSource::Files { cert, key, .. } => {
-                    let files = Arc::new(tls::FileCerts::load(cert, key)?);
-                    (files.resolver(), Some(files), None)
-                }
-                TlsSource::SelfSigned { ca_file } => {
-                    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-                    let generated = tls::generate("llm-injector", &names)?;
-                    if let Some(dir) = ca_file.parent() {
-                        std::fs::create_dir_all(dir).map_err(|source| tls::TlsError::Write {
-                            path: dir.display().to_string(),
-                            source,
-                        })?;
-                    }
-                    std::fs::write(ca_file, &generated.ca_pem).map_err(|source| {
-                        tls::TlsError::Write {
-                            path: ca_file.display().to_string(),
-                            source,
-                        }
+        let (resolver, cert_files, ca_file): (Arc<tls::CertResolver>, _, _) = match &config.tls {
+            TlsSource::Files { cert, key, .. } => {
+                let files = Arc::new(tls::FileCerts::load(cert, key)?);
+                (files.resolver(), Some(files), None)
+            }
+            TlsSource::SelfSigned { ca_file } => {
+                let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+                let generated = tls::generate("llm-injector", &names, tls::Validity::default())?;
+                if let Some(dir) = ca_file.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| tls::TlsError::Write {
+                        path: dir.display().to_string(),
+                        source,
                     })?;
-                    let pair = tls::parse_pair(
-                        generated.cert_pem.as_bytes(),
-                        generated.key_pem.as_bytes(),
-                        "generated certificate",
-                        "generated key",
-                    )?;
-                    (
-                        Arc::new(tls::CertResolver::new(pair)),
-                        None,
-                        Some(ca_file.clone()),
-                    )
                 }
-            };
-        let tls = tls::server_config(resolver)?;
+                std::fs::write(ca_file, &generated.ca_pem).map_err(|source| {
+                    tls::TlsError::Write {
+                        path: ca_file.display().to_string(),
+                        source,
+                    }
+                })?;
+                let pair = tls::parse_pair(
+                    generated.cert_pem.as_bytes(),
+                    generated.key_pem.as_bytes(),
+                    "generated certificate",
+                    "generated key",
+                )?;
+                (
+                    Arc::new(tls::CertResolver::new(pair)),
+                    None,
+                    Some(ca_file.clone()),
+                )
+            }
+        };
+        let tls = tls::server_config(resolver.clone())?;
 
         let health = Arc::new(Health::default());
         let mut status_client = None;
@@ -208,7 +207,7 @@ impl Server {
 
         let state = AppState {
             source,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::with_certificate_expiry(resolver.expiry())),
             health,
             body_limit: config.body_limit,
             injector: Arc::new(Injector::new(config.inject_options.clone())),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -90,23 +91,44 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// The certificate currently served, swappable without locking handshakes.
+/// The certificate currently served, swappable without locking handshakes,
+/// and when it expires (a gauge the metrics read).
 #[derive(Debug)]
 pub struct CertResolver {
     current: ArcSwap<CertifiedKey>,
+    expiry: Gauge,
 }
 
 impl CertResolver {
     pub fn new(key: CertifiedKey) -> Self {
-        CertResolver {
+        let resolver = CertResolver {
             current: ArcSwap::from_pointee(key),
-        }
+            expiry: Gauge::default(),
+        };
+        resolver.expiry.set(not_after(&resolver.current.load()));
+        resolver
     }
 
     /// Replaces the served certificate; new handshakes use it at once.
     pub fn replace(&self, key: CertifiedKey) {
+        self.expiry.set(not_after(&key));
         self.current.store(Arc::new(key));
     }
+
+    /// When the served certificate expires, in seconds since the Unix epoch
+    /// (0 if it cannot be read); follows [`replace`](Self::replace).
+    pub fn expiry(&self) -> Gauge {
+        self.expiry.clone()
+    }
+}
+
+/// The `notAfter` of the leaf of `key`, in seconds since the Unix epoch; 0
+/// when it does not parse (rustls accepted it, so that is not expected).
+fn not_after(key: &CertifiedKey) -> i64 {
+    key.cert
+        .first()
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map_or(0, |(_, cert)| cert.validity().not_after.timestamp())
 }
 
 impl ResolvesServerCert for CertResolver {
@@ -210,16 +232,62 @@ pub struct GeneratedCerts {
     pub key_pem: String,
 }
 
-/// Generates a CA and a leaf for `dns_names` (IP addresses allowed), with
-/// rcgen's long default validity: these are for development, or for the
-/// kubectl path where the operator rotates them.
-pub fn generate(common_name: &str, dns_names: &[String]) -> Result<GeneratedCerts, TlsError> {
+/// How long generated certificates are valid, from a few minutes before
+/// now (clocks of other machines may lag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Of the CA.
+    pub ca: Duration,
+    /// Of the serving certificate; cut to the CA's.
+    pub leaf: Duration,
+}
+
+/// A day.
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for Validity {
+    /// Ten years for the CA, one for the serving certificate: rotated
+    /// yearly, with the CA in the webhook configurations left alone.
+    fn default() -> Self {
+        Validity {
+            ca: DAY * 3650,
+            leaf: DAY * 365,
+        }
+    }
+}
+
+/// How far before now a generated certificate becomes valid.
+const BACKDATE: Duration = Duration::from_secs(300);
+
+/// Generates a CA and a leaf for `dns_names` (IP addresses allowed), valid
+/// for `validity`: for development, or for the kubectl path where the
+/// operator rotates them.
+pub fn generate(
+    common_name: &str,
+    dns_names: &[String],
+    validity: Validity,
+) -> Result<GeneratedCerts, TlsError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,
     };
     let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let now = time::OffsetDateTime::now_utc();
+    let not_before = now - BACKDATE;
+    let ca_until = now
+        .checked_add(time::Duration::try_from(validity.ca).unwrap_or(time::Duration::MAX))
+        .ok_or_else(|| {
+            TlsError::Generate(format!(
+                "a CA valid for {:?} ends past year 9999",
+                validity.ca
+            ))
+        })?;
+    let leaf_until = now
+        .checked_add(time::Duration::try_from(validity.leaf).unwrap_or(time::Duration::MAX))
+        .map_or(ca_until, |until| until.min(ca_until));
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+    ca_params.not_before = not_before;
+    ca_params.not_after = ca_until;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let mut ca_dn = DistinguishedName::new();
@@ -229,6 +297,8 @@ pub fn generate(common_name: &str, dns_names: &[String]) -> Result<GeneratedCert
     let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
 
     let mut leaf_params = CertificateParams::new(dns_names.to_vec()).map_err(gen_err)?;
+    leaf_params.not_before = not_before;
+    leaf_params.not_after = leaf_until;
     let mut leaf_dn = DistinguishedName::new();
     leaf_dn.push(DnType::CommonName, common_name);
     leaf_params.distinguished_name = leaf_dn;
@@ -296,7 +366,7 @@ mod tests {
 
     #[test]
     fn tls_1_2_and_1_3_with_aead_suites_only() {
-        let generated = generate("test", &["localhost".to_owned()]).unwrap();
+        let generated = generate("test", &["localhost".to_owned()], Validity::default()).unwrap();
         let key = parse_pair(
             generated.cert_pem.as_bytes(),
             generated.key_pem.as_bytes(),
@@ -333,8 +403,8 @@ mod tests {
 
     #[test]
     fn mismatched_or_broken_pairs_are_refused() {
-        let a = generate("a", &["localhost".to_owned()]).unwrap();
-        let b = generate("b", &["localhost".to_owned()]).unwrap();
+        let a = generate("a", &["localhost".to_owned()], Validity::default()).unwrap();
+        let b = generate("b", &["localhost".to_owned()], Validity::default()).unwrap();
         let cases = [
             (a.cert_pem.as_str(), b.key_pem.as_str(), "does not belong"),
             ("", a.key_pem.as_str(), "no PEM certificate"),
@@ -353,5 +423,41 @@ mod tests {
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
         }
         assert!(parse_pair(a.cert_pem.as_bytes(), a.key_pem.as_bytes(), "cert", "key").is_ok());
+    }
+
+    #[test]
+    fn validity_is_what_was_asked_and_the_resolver_reports_it() {
+        let pair = |validity| {
+            let generated = generate("v", &["localhost".to_owned()], validity).unwrap();
+            let ca = CertificateDer::from_pem_slice(generated.ca_pem.as_bytes()).unwrap();
+            let ca_until = x509_parser::parse_x509_certificate(&ca)
+                .unwrap()
+                .1
+                .validity()
+                .not_after
+                .timestamp();
+            let key = parse_pair(
+                generated.cert_pem.as_bytes(),
+                generated.key_pem.as_bytes(),
+                "cert",
+                "key",
+            )
+            .unwrap();
+            (ca_until, key)
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let days = |seconds: i64| (seconds - now + 3600) / 86_400;
+        let (ca_until, key) = pair(Validity::default());
+        let resolver = CertResolver::new(key);
+        assert_eq!(days(ca_until), 3650);
+        assert_eq!(days(resolver.expiry().get()), 365);
+        // A rotated certificate moves the gauge; a leaf outliving its CA is cut.
+        let (ca_until, key) = pair(Validity {
+            ca: DAY * 30,
+            leaf: DAY * 90,
+        });
+        resolver.replace(key);
+        assert_eq!(days(ca_until), 30);
+        assert_eq!(resolver.expiry().get(), ca_until);
     }
 }

@@ -206,6 +206,7 @@ impl ControlPlane {
         let certs = llm_injector::server::tls::generate(
             "kube-apiserver",
             &["127.0.0.1".into(), "localhost".into()],
+            llm_injector::server::tls::Validity::default(),
         )
         .map_err(|e| e.to_string())?;
         let write = |name: &str, text: &str| -> Result<PathBuf, String> {

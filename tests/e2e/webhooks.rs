@@ -205,8 +205,12 @@ pub struct BareWebhook {
 
 impl BareWebhook {
     pub fn start() -> Result<BareWebhook, String> {
-        let certs = llm_injector::server::tls::generate("bare-webhook", &["127.0.0.1".into()])
-            .map_err(|e| e.to_string())?;
+        let certs = llm_injector::server::tls::generate(
+            "bare-webhook",
+            &["127.0.0.1".into()],
+            llm_injector::server::tls::Validity::default(),
+        )
+        .map_err(|e| e.to_string())?;
         let tls = server_config(&certs.cert_pem, &certs.key_pem)?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;

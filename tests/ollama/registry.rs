@@ -56,7 +56,12 @@ pub struct Registry {
 /// Serves `store` until the returned [`Registry`] is dropped.
 pub fn serve(store: Arc<Store>, dir: &Path) -> Registry {
     let names = ["127.0.0.1".to_owned(), "localhost".to_owned()];
-    let certs = tls::generate("llm-injector test registry", &names).unwrap();
+    let certs = tls::generate(
+        "llm-injector test registry",
+        &names,
+        tls::Validity::default(),
+    )
+    .unwrap();
     let ca_file = dir.join("registry-ca.pem");
     std::fs::write(&ca_file, &certs.ca_pem).unwrap();
     let key = tls::parse_pair(
