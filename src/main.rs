@@ -20,7 +20,7 @@ mod serve_cli;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use llm_injector::manifest::{
-    SourceDocument, SourceFile, append_stream, inject_documents, yaml_files,
+    SourceDocument, SourceFile, append_stream, explain_documents, inject_documents, yaml_files,
 };
 
 /// Turns annotated pods into LLM-serving pods: CRDs, offline injection and
@@ -58,6 +58,11 @@ enum Command {
     /// Print what one engine instance of an Ollama library model needs in
     /// GPU memory (Ollama 0.12.6's own estimate) and the GPU sizes it fits.
     Estimate(estimate_cli::EstimateArgs),
+    /// Explain, for every pod and workload of Kubernetes YAML, whether it is
+    /// injected, with which model and engine, what injection adds, or which
+    /// rule stops it (like `istioctl x check-inject`). Exit 1 when one is
+    /// refused.
+    Explain(InjectArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd => write_stdout(&llm_injector::crd::crd_manifests()),
         Command::Inject(args) => run_inject(&args),
+        Command::Explain(args) => run_explain(&args),
         Command::Serve(args) => serve_cli::run(*args).map_err(|e| vec![e]),
         Command::Certs(args) => certs_cli::run(&args).map_err(|e| vec![e]),
         Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
@@ -130,23 +136,73 @@ fn write_stdout(text: &str) -> Result<(), Vec<String>> {
         .map_err(|e| vec![format!("cannot write to stdout: {e}")])
 }
 
-/// Reads every input, injects, and prints only when nothing failed.
-fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
+/// The inputs of `inject` and `explain`: the files, their documents, the
+/// catalog (with the LLMEngines and LLMModels among the inputs: they count
+/// too, and print unchanged, as with `validate`), the injector, and the
+/// errors of inputs that could not be read.
+struct Inputs {
+    files: Vec<SourceFile>,
+    documents: Vec<SourceDocument>,
+    catalog: Catalog,
+    injector: llm_injector::Injector,
+    errors: Vec<String>,
+}
+
+fn read_injection_inputs(args: &InjectArgs) -> Result<Inputs, Vec<String>> {
     let mut catalog =
         Catalog::load_all(&args.catalog, &args.namespace).map_err(|e| vec![e.to_string()])?;
-    let (files, mut errors) = read_input_files(&args.files)?;
+    let (files, errors) = read_input_files(&args.files)?;
     let documents: Vec<_> = files
         .iter()
         .flat_map(SourceFile::source_documents)
         .collect();
-    // LLMEngines and LLMModels among the inputs count too (and print
-    // unchanged), as with `validate`.
     catalog
         .add_objects_among(&documents, &args.namespace)
         .map_err(|e| vec![e.to_string()])?;
     let injector = llm_injector::Injector::new(llm_injector::InjectOptions {
         router_image: args.router_image.clone(),
     });
+    Ok(Inputs {
+        files,
+        documents,
+        catalog,
+        injector,
+        errors,
+    })
+}
+
+/// Explains every input document; exit 1 when one is refused (or an input
+/// could not be read).
+fn run_explain(args: &InjectArgs) -> Result<(), Vec<String>> {
+    let inputs = read_injection_inputs(args)?;
+    let text = explain_documents(
+        &inputs.documents,
+        &args.namespace,
+        &inputs.catalog,
+        &inputs.injector,
+    );
+    write_stdout(&text)?;
+    let refused = text.lines().filter(|l| l.ends_with(": refused")).count();
+    let mut errors = inputs.errors;
+    if refused > 0 {
+        errors.push(format!("{refused} object(s) refused (above)"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads every input, injects, and prints only when nothing failed.
+fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
+    let Inputs {
+        files,
+        documents,
+        catalog,
+        injector,
+        mut errors,
+    } = read_injection_inputs(args)?;
     let injection = inject_documents(documents, &args.namespace, &catalog, &injector);
     for warning in &injection.warnings {
         eprintln!("warning: {warning}");

@@ -3,6 +3,8 @@
 //! - `examples/workloads/X.yaml` → `tests/golden/examples/X.injected.yaml`
 //! - `tests/golden/cases/X.yaml` → `X.injected.yaml` (+ `X.stderr` for warnings)
 //! - `tests/golden/errors/X.yaml` → `X.stderr`, exit status 1, nothing on stdout
+//! - `tests/golden/explain/X.yaml` → `X.stdout` and `X.stderr` of
+//!   `llm-injector explain`, exit status 1 exactly when one object is refused
 //!
 //! Refresh with `UPDATE_GOLDEN=1 cargo test --release --test golden` and review the diff.
 
@@ -58,6 +60,31 @@ fn check_successes(input_dir: &str, golden_dir: &str) {
         let again = inject("-", Some(stdout.as_bytes()));
         if String::from_utf8_lossy(&again.stdout) != stdout {
             failures.push(format!("{input}: injecting the output again changed it"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn explain_matches_golden_files() {
+    let mut failures = Vec::new();
+    for input in yaml_inputs("tests/golden/explain") {
+        let mut args = vec!["explain", "-f", input.as_str()];
+        for catalog in CATALOGS {
+            args.extend(["--catalog", catalog]);
+        }
+        let output = support::run(&args, None);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let refused = stdout.lines().any(|l| l.ends_with(": refused"));
+        if output.status.code() != Some(i32::from(refused)) {
+            failures.push(format!("{input}: exit {:?}", output.status.code()));
+        }
+        for (suffix, text) in [(".stdout", &stdout), (".stderr", &stderr)] {
+            failures.extend(check_golden(
+                &golden_path(&input, "tests/golden/explain", suffix),
+                text,
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

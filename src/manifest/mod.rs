@@ -17,7 +17,9 @@ pub use crate::yaml::{
     yaml_files,
 };
 
+mod explain;
 mod validate;
+pub use explain::explain_documents;
 pub use validate::{DocumentsReport, Finding, Severity, validate_documents, validate_documents_on};
 
 /// Why a manifest could not be read or injected.
