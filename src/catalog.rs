@@ -114,11 +114,7 @@ impl Catalog {
         documents: &[SourceDocument],
         default_namespace: &str,
     ) -> Result<(), CatalogError> {
-        let mut origins = BTreeMap::new();
-        for doc in flatten_lists(documents) {
-            self.add_document(&doc, default_namespace, &mut origins)?;
-        }
-        Ok(())
+        self.add_all(documents, default_namespace, false)
     }
 
     /// Adds the LLMEngine and LLMModel objects among `documents` (in
@@ -130,15 +126,26 @@ impl Catalog {
         documents: &[SourceDocument],
         default_namespace: &str,
     ) -> Result<(), CatalogError> {
+        self.add_all(documents, default_namespace, true)
+    }
+
+    /// Adds the documents (in Lists too), skipping other kinds than
+    /// LLMEngine and LLMModel when `skip_others`, else refusing them.
+    fn add_all(
+        &mut self,
+        documents: &[SourceDocument],
+        default_namespace: &str,
+        skip_others: bool,
+    ) -> Result<(), CatalogError> {
         let mut origins = BTreeMap::new();
         for doc in flatten_lists(documents) {
-            if matches!(
+            let other = matches!(
                 CatalogDocument::read(&doc, default_namespace),
                 CatalogDocument::Other { .. }
-            ) {
-                continue;
+            );
+            if !(skip_others && other) {
+                self.add_document(&doc, default_namespace, &mut origins)?;
             }
-            self.add_document(&doc, default_namespace, &mut origins)?;
         }
         Ok(())
     }

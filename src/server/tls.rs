@@ -331,6 +331,17 @@ mod tests {
     use super::*;
     use rustls::ProtocolVersion;
 
+    /// The pair `generated` holds, as the server serves it.
+    fn served(generated: &GeneratedCerts) -> CertifiedKey {
+        parse_pair(
+            generated.cert_pem.as_bytes(),
+            generated.key_pem.as_bytes(),
+            "cert",
+            "key",
+        )
+        .unwrap()
+    }
+
     /// An in-memory handshake with a client offering only `versions`.
     fn handshake(
         server: Arc<ServerConfig>,
@@ -367,13 +378,7 @@ mod tests {
     #[test]
     fn tls_1_2_and_1_3_with_aead_suites_only() {
         let generated = generate("test", &["localhost".to_owned()], Validity::default()).unwrap();
-        let key = parse_pair(
-            generated.cert_pem.as_bytes(),
-            generated.key_pem.as_bytes(),
-            "cert",
-            "key",
-        )
-        .unwrap();
+        let key = served(&generated);
         let config = server_config(Arc::new(CertResolver::new(key))).unwrap();
         for (versions, expected) in [
             (&[&rustls::version::TLS13][..], ProtocolVersion::TLSv1_3),
@@ -436,14 +441,7 @@ mod tests {
                 .validity()
                 .not_after
                 .timestamp();
-            let key = parse_pair(
-                generated.cert_pem.as_bytes(),
-                generated.key_pem.as_bytes(),
-                "cert",
-                "key",
-            )
-            .unwrap();
-            (ca_until, key)
+            (ca_until, served(&generated))
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let days = |seconds: i64| (seconds - now + 3600) / 86_400;
