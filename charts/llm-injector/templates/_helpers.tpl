@@ -88,8 +88,13 @@ matchExpressions:
     values:
       {{- toYaml (uniq (prepend .Values.webhook.excludeNamespaces .Release.Namespace)) | nindent 6 }}
   - key: llm.injector.dev/injection
+    {{- if .Values.webhook.namespaceOptIn }}
+    operator: In
+    values: [enabled]
+    {{- else }}
     operator: NotIn
     values: [disabled]
+    {{- end }}
 {{- end }}
 
 {{/*
