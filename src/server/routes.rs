@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::Metrics;
-use super::review::{self, BadReview, Decision};
+use super::review::{self, BadReview, Decision, Verdict};
 use crate::lookup::ModelLookup;
 
 /// Where LLMEngines and LLMModels come from at run time.
@@ -138,11 +138,38 @@ async fn mutate(State(state): State<AppState>, body: Body) -> Response {
     .await
 }
 
+/// Waits before deciding a refused LLMEngine deletion again. `kubectl
+/// delete -f` of a model and its engine sends the engine's deletion
+/// milliseconds after the model's, before the watch has told the cache that
+/// the model is gone: the cache is given up to a second to catch up.
+const ENGINE_DELETE_SETTLE: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(300),
+    Duration::from_millis(400),
+];
+
 async fn validate(State(state): State<AppState>, body: Body) -> Response {
-    handle("validate", state, body, |bytes, state| {
-        review::validate(bytes, state.source.as_ref(), &state.injector)
-    })
-    .await
+    let started = Instant::now();
+    let bytes = match read_body(body, state.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(reason) => return too_large("validate", &state, reason),
+    };
+    let decide = || review::validate(&bytes, state.source.as_ref(), &state.injector);
+    let mut decided = decide();
+    for wait in ENGINE_DELETE_SETTLE {
+        let refused_delete = decided.as_ref().is_ok_and(|d| {
+            d.facts.kind == "LLMEngine"
+                && d.facts.operation == "DELETE"
+                && matches!(d.verdict, Verdict::Deny { .. })
+        });
+        if !refused_delete {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        decided = decide();
+    }
+    answer("validate", decided, &state, started)
 }
 
 /// Reads the body, decides with `decide` and answers: the same for both webhooks.
@@ -155,15 +182,26 @@ async fn handle(
     let started = Instant::now();
     let bytes = match read_body(body, state.body_limit).await {
         Ok(bytes) => bytes,
-        Err(reason) => {
-            state.metrics.bad_request(webhook, "body_too_large");
-            tracing::warn!(webhook, %reason, "request refused");
-            return bad_request(StatusCode::PAYLOAD_TOO_LARGE, reason);
-        }
+        Err(reason) => return too_large(webhook, &state, reason),
     };
-    match decide(&bytes, &state) {
-        Ok(decision) => respond(webhook, decision, &state, started),
-        Err(bad) => refuse(webhook, &bad, &state),
+    answer(webhook, decide(&bytes, &state), &state, started)
+}
+
+fn too_large(webhook: &'static str, state: &AppState, reason: String) -> Response {
+    state.metrics.bad_request(webhook, "body_too_large");
+    tracing::warn!(webhook, %reason, "request refused");
+    bad_request(StatusCode::PAYLOAD_TOO_LARGE, reason)
+}
+
+fn answer(
+    webhook: &'static str,
+    decided: Result<Decision, BadReview>,
+    state: &AppState,
+    started: Instant,
+) -> Response {
+    match decided {
+        Ok(decision) => respond(webhook, decision, state, started),
+        Err(bad) => refuse(webhook, &bad, state),
     }
 }
 

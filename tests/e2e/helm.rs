@@ -61,7 +61,7 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE}}),
     );
     let existing = format!("certs.existing.caBundle={ca_bundle_b64}");
-    let modes: [(&str, Vec<&str>); 3] = [
+    let modes: [(&str, Vec<&str>); 5] = [
         ("selfSigned (default)", vec![]),
         ("certManager", vec!["--set", "certs.mode=certManager"]),
         (
@@ -75,12 +75,29 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
                 &existing,
             ],
         ),
+        (
+            "selfSigned, with a NetworkPolicy and the namespace opt-in",
+            vec![
+                "--set",
+                "networkPolicy.enabled=true",
+                "--set",
+                "webhook.namespaceOptIn=true",
+            ],
+        ),
+        (
+            "selfSigned, on the host network",
+            vec![
+                "--set",
+                "hostNetwork=true",
+                "--set",
+                "server.port=9443",
+                "--set",
+                "server.adminPort=9080",
+            ],
+        ),
     ];
-    for (mode, args) in modes {
-        let file = suite.dir.join(format!(
-            "chart-{}.yaml",
-            mode.split(' ').next().unwrap_or(mode)
-        ));
+    for (i, (mode, args)) in modes.into_iter().enumerate() {
+        let file = suite.dir.join(format!("chart-{i}.yaml"));
         let render = std::process::Command::new(&python)
             .current_dir(&suite.root)
             .arg(".ci/helm_template.py")
