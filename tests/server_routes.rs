@@ -348,6 +348,64 @@ async fn validate_llmmodel_changes() {
     assert!(warning.contains("\"later\" does not exist"), "{warning}");
 }
 
+/// A catalog whose models can vanish while a review waits, as the webhook's
+/// cache does a moment after `kubectl delete` of a model.
+struct Lagging(std::sync::Mutex<Catalog>);
+
+impl llm_injector::ModelLookup for Lagging {
+    fn model(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<llm_injector::crd::LLMModel>> {
+        self.0.lock().unwrap().model(namespace, name)
+    }
+    fn engine(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<llm_injector::crd::LLMEngine>> {
+        self.0.lock().unwrap().engine(namespace, name)
+    }
+    fn model_names(&self, namespace: &str) -> Vec<String> {
+        self.0.lock().unwrap().model_names(namespace)
+    }
+}
+
+impl llm_injector::server::CatalogSource for Lagging {
+    fn sizes(&self) -> (usize, usize) {
+        let catalog = self.0.lock().unwrap();
+        (catalog.engine_count(), catalog.model_count())
+    }
+}
+
+#[tokio::test]
+async fn an_engine_deletion_waits_for_the_cache_to_see_its_models_go() {
+    let catalog = Catalog::load(&root().join("examples/catalog"), "default").unwrap();
+    let engine = llm_injector::ModelLookup::engine(&catalog, "team-a", "ollama-nvidia").unwrap();
+    let lagging = std::sync::Arc::new(Lagging(std::sync::Mutex::new(catalog)));
+    let mut state = state();
+    state.source = lagging.clone();
+    let mut request = fixture_json("llmmodel-delete.json");
+    request["request"]["kind"]["kind"] = json!("LLMEngine");
+    request["request"]["requestKind"]["kind"] = json!("LLMEngine");
+    request["request"]["resource"]["resource"] = json!("llmengines");
+    request["request"]["name"] = json!("ollama-nvidia");
+    request["request"]["oldObject"] = serde_json::to_value(&*engine).unwrap();
+    // The models that use the engine were deleted; the cache learns it
+    // 150 ms after the engine's deletion arrives.
+    let forget = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let mut without_models = Catalog::new();
+        without_models.insert_engine(llm_injector::crd::LLMEngine::clone(&engine));
+        *lagging.0.lock().unwrap() = without_models;
+    });
+    let (status, review) = validate(&state, serde_json::to_vec(&request).unwrap()).await;
+    forget.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(review["response"]["allowed"], true, "{review}");
+}
+
 #[tokio::test]
 async fn deleting_an_engine_in_use_is_denied_naming_the_models() {
     let state = state();
