@@ -348,6 +348,17 @@ async fn validate_llmmodel_changes() {
     assert!(warning.contains("\"later\" does not exist"), "{warning}");
 }
 
+/// The captured DELETE review, made a deletion of `engine`.
+fn engine_delete_request(engine: &llm_injector::crd::LLMEngine) -> Value {
+    let mut request = fixture_json("llmmodel-delete.json");
+    request["request"]["kind"]["kind"] = json!("LLMEngine");
+    request["request"]["requestKind"]["kind"] = json!("LLMEngine");
+    request["request"]["resource"]["resource"] = json!("llmengines");
+    request["request"]["name"] = json!(engine.metadata.name);
+    request["request"]["oldObject"] = serde_json::to_value(engine).unwrap();
+    request
+}
+
 /// A catalog whose models can vanish while a review waits, as the webhook's
 /// cache does a moment after `kubectl delete` of a model.
 struct Lagging(std::sync::Mutex<Catalog>);
@@ -386,12 +397,7 @@ async fn an_engine_deletion_waits_for_the_cache_to_see_its_models_go() {
     let lagging = std::sync::Arc::new(Lagging(std::sync::Mutex::new(catalog)));
     let mut state = state();
     state.source = lagging.clone();
-    let mut request = fixture_json("llmmodel-delete.json");
-    request["request"]["kind"]["kind"] = json!("LLMEngine");
-    request["request"]["requestKind"]["kind"] = json!("LLMEngine");
-    request["request"]["resource"]["resource"] = json!("llmengines");
-    request["request"]["name"] = json!("ollama-nvidia");
-    request["request"]["oldObject"] = serde_json::to_value(&*engine).unwrap();
+    let request = engine_delete_request(&engine);
     // The models that use the engine were deleted; the cache learns it
     // 150 ms after the engine's deletion arrives.
     let forget = tokio::spawn(async move {
@@ -411,12 +417,7 @@ async fn deleting_an_engine_in_use_is_denied_naming_the_models() {
     let state = state();
     let catalog = Catalog::load(&root().join("examples/catalog"), "default").unwrap();
     let engine = llm_injector::ModelLookup::engine(&catalog, "team-a", "ollama-nvidia").unwrap();
-    let mut request = fixture_json("llmmodel-delete.json");
-    request["request"]["kind"]["kind"] = json!("LLMEngine");
-    request["request"]["requestKind"]["kind"] = json!("LLMEngine");
-    request["request"]["resource"]["resource"] = json!("llmengines");
-    request["request"]["name"] = json!("ollama-nvidia");
-    request["request"]["oldObject"] = serde_json::to_value(&*engine).unwrap();
+    let mut request = engine_delete_request(&engine);
     let (status, review) = validate(&state, serde_json::to_vec(&request).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(review["response"]["allowed"], false, "{review}");
