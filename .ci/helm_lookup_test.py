@@ -73,7 +73,9 @@ class FakeApiServer(BaseHTTPRequestHandler):
 
 def render(config, chart) -> tuple[dict, str]:
     """The rendered Secret's data and the MutatingWebhookConfiguration's caBundle."""
-    manifests = config.render(chart, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
+    manifests = config.render(
+        chart, values={"certs": {"mode": "selfSigned"}}, name=RELEASE, namespace=NAMESPACE, is_upgrade=True
+    )
     docs = [d for d in yaml.safe_load_all(manifests[f"{chart.name}/templates/webhooks.yaml"]) if d]
     secret = next(d for d in docs if d["kind"] == "Secret")
     webhooks = [d for d in docs if d["kind"].endswith("WebhookConfiguration")]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use llm_injector::duration::parse_validity;
 use llm_injector::server::tls::{Validity, generate};
 
 #[derive(Args, Debug)]
@@ -21,29 +22,12 @@ pub struct CertsArgs {
     /// Overwrite files that already exist.
     #[arg(long)]
     force: bool,
-    /// How long the CA is valid: days (`3650d`) or hours (`8760h`).
+    /// How long the CA is valid: days (`3650d`) or a duration (`8760h`).
     #[arg(long, default_value = "3650d", value_parser = parse_validity)]
     ca_validity: Duration,
     /// How long the serving certificate is valid (at most the CA's).
     #[arg(long, default_value = "365d", value_parser = parse_validity)]
     validity: Duration,
-}
-
-/// A validity as whole days (`365d`) or hours (`72h`), at least an hour.
-fn parse_validity(text: &str) -> Result<Duration, String> {
-    let wrong = || format!("{text:?} is not a validity such as 365d or 72h");
-    let (number, unit) = text.trim().split_at(text.trim().len().saturating_sub(1));
-    let hours: u64 = match unit {
-        "d" => 24,
-        "h" => 1,
-        _ => return Err(wrong()),
-    };
-    let count: u64 = number.parse().map_err(|_| wrong())?;
-    match count.checked_mul(hours) {
-        Some(0) | None => Err(wrong()),
-        Some(hours) if hours > 24 * 365 * 1000 => Err(format!("{text:?} is over 1000 years")),
-        Some(hours) => Ok(Duration::from_secs(hours * 3600)),
-    }
 }
 
 /// The DNS names the apiserver may use to reach the Service.
@@ -108,30 +92,6 @@ pub fn run(args: &CertsArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn validities() {
-        let cases = [
-            ("365d", Some(365 * 24)),
-            ("72h", Some(72)),
-            (" 10d ", Some(240)),
-            ("0d", None),
-            ("1y", None),
-            ("d", None),
-            ("-1d", None),
-            ("1.5d", None),
-            ("365000d", Some(365_000 * 24)),
-            ("365001d", None),
-            ("", None),
-        ];
-        for (text, hours) in cases {
-            assert_eq!(
-                parse_validity(text).ok(),
-                hours.map(|h: u64| Duration::from_secs(h * 3600)),
-                "{text:?}"
-            );
-        }
-    }
 
     #[test]
     fn names_cover_every_service_form() {

@@ -44,6 +44,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text:?} is negative; give a duration such as 500ms, 10s or 2m"))
 }
 
+/// A certificate validity: whole days (`365d`) or a Go duration (`72h`,
+/// `90s`), above zero and at most 1000 years.
+pub fn parse_validity(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let wrong = || format!("{text:?} is not a validity such as 365d, 72h or 90s");
+    let seconds = match text.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(24 * 3600))
+            .ok_or_else(wrong)?,
+        Some(_) => return Err(wrong()),
+        None => go_duration(text)
+            .and_then(|nanos| u64::try_from(nanos).ok())
+            .map(|nanos| nanos / 1_000_000_000)
+            .ok_or_else(wrong)?,
+    };
+    match seconds {
+        0 => Err(wrong()),
+        s if s > 1000 * 365 * 24 * 3600 => Err(format!("{text:?} is over 1000 years")),
+        s => Ok(Duration::from_secs(s)),
+    }
+}
+
 /// `strconv.ParseInt(value, 10, 64)` seconds, in nanoseconds.
 fn seconds(value: &str) -> Result<i64, String> {
     let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
@@ -127,6 +151,36 @@ fn go_duration(value: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn validities() {
+        let cases = [
+            ("365d", Some(365 * 24 * 3600)),
+            ("72h", Some(72 * 3600)),
+            ("90s", Some(90)),
+            ("1h30m", Some(5400)),
+            (" 10d ", Some(240 * 3600)),
+            ("0d", None),
+            ("0s", None),
+            ("500ms", None),
+            ("1y", None),
+            ("d", None),
+            ("-1d", None),
+            ("-1h", None),
+            ("1.5d", None),
+            ("3600", None),
+            ("365000d", Some(365_000 * 24 * 3600)),
+            ("365001d", None),
+            ("", None),
+        ];
+        for (text, seconds) in cases {
+            assert_eq!(
+                parse_validity(text).ok(),
+                seconds.map(Duration::from_secs),
+                "{text:?}"
+            );
+        }
+    }
+
     use super::*;
 
     const SECOND: i64 = NANOS_PER_SECOND;

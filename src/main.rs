@@ -9,6 +9,7 @@ use llm_injector::Catalog;
 use llm_injector::nodes::NodeGpus;
 
 mod certs_cli;
+mod check_webhook_cli;
 mod cli_common;
 mod estimate_cli;
 mod probe_cli;
@@ -45,6 +46,10 @@ enum Command {
     /// Write a development CA and a serving certificate for the webhook Service
     /// (for installs with plain manifests).
     Certs(certs_cli::CertsArgs),
+    /// Check that the apiserver reaches the webhook: a dry-run pod asking for
+    /// a model that cannot exist must be refused by it (`helm test` runs
+    /// this). Exit 1 otherwise, saying why.
+    CheckWebhook(check_webhook_cli::CheckWebhookArgs),
     /// GET a loopback http:// URL and exit 0 on a 2xx answer: the exec probe
     /// of the llm-router sidecar, whose image has no shell or curl.
     Probe(probe_cli::ProbeArgs),
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => run_explain(&args),
         Command::Serve(args) => serve_cli::run(*args).map_err(|e| vec![e]),
         Command::Certs(args) => certs_cli::run(&args).map_err(|e| vec![e]),
+        Command::CheckWebhook(args) => check_webhook_cli::run(&args).map_err(|e| vec![e]),
         Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
         Command::Route(args) => route_cli::run(*args).map_err(|e| vec![e]),
         Command::Validate(args) => run_validate(&args),

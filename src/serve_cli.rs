@@ -7,9 +7,13 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli_common::{LogFormat, init_logging, shutdown_signal};
-use llm_injector::duration::parse_duration;
+use llm_injector::duration::{parse_duration, parse_validity};
+use llm_injector::server::cert_rotation::Policy;
 use llm_injector::server::leader::default_identity;
-use llm_injector::server::{LeaderElection, ServeConfig, Server, TlsSource};
+use llm_injector::server::tls::Validity;
+use llm_injector::server::{
+    LeaderElection, ManagedCerts, ServeConfig, Server, TlsSource, WebhookConfiguration,
+};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -29,9 +33,44 @@ pub struct ServeArgs {
     /// How often the certificate files are re-read.
     #[arg(long, env = "LLM_INJECTOR_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     cert_reload_interval: Duration,
-    /// Where the self-signed CA is written (only without --tls-cert-file).
+    /// Where the self-signed CA is written (only without --tls-cert-file
+    /// and --tls-secret).
     #[arg(long, env = "LLM_INJECTOR_CA_FILE")]
     ca_file: Option<PathBuf>,
+    /// Self-managed certificates: the Secret (created if missing) holding
+    /// the CA and the serving certificate, renewed a third of their
+    /// validity before they end; every replica serves what it holds.
+    #[arg(
+        long,
+        env = "LLM_INJECTOR_TLS_SECRET",
+        conflicts_with = "tls_cert_file",
+        requires = "tls_dns_names"
+    )]
+    tls_secret: Option<String>,
+    /// Namespace of --tls-secret [default: the pod's own in a cluster, else
+    /// the kubeconfig context's].
+    #[arg(long, env = "LLM_INJECTOR_TLS_SECRET_NAMESPACE")]
+    tls_secret_namespace: Option<String>,
+    /// With --tls-secret: the names (or IP addresses) the serving
+    /// certificate is for, e.g. the Service's `NAME.NAMESPACE.svc`.
+    #[arg(long, env = "LLM_INJECTOR_TLS_DNS_NAMES", value_delimiter = ',')]
+    tls_dns_names: Vec<String>,
+    /// With --tls-secret: a webhook configuration whose `caBundle` is kept
+    /// equal to the Secret's CA bundle (repeatable), e.g.
+    /// `mutatingwebhookconfigurations/llm-injector`.
+    #[arg(long, env = "LLM_INJECTOR_WEBHOOK_CONFIGURATIONS", value_delimiter = ',', value_parser = WebhookConfiguration::parse)]
+    webhook_configuration: Vec<WebhookConfiguration>,
+    /// With --tls-secret: how long a generated CA is valid.
+    #[arg(long, env = "LLM_INJECTOR_CA_VALIDITY", default_value = "3650d", value_parser = parse_validity)]
+    ca_validity: Duration,
+    /// With --tls-secret: how long a serving certificate is valid (at most
+    /// the CA's).
+    #[arg(long, env = "LLM_INJECTOR_TLS_VALIDITY", default_value = "365d", value_parser = parse_validity)]
+    tls_validity: Duration,
+    /// With --tls-secret: how often the elected replica checks the Secret
+    /// and the caBundles (a removed caBundle is written back within it).
+    #[arg(long, env = "LLM_INJECTOR_CERT_CHECK_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    cert_check_interval: Duration,
     /// LLMEngine/LLMModel YAML (file or directory, repeatable). Without it,
     /// they are watched in the cluster.
     #[arg(long, env = "LLM_INJECTOR_CATALOG", value_delimiter = ',')]
@@ -99,6 +138,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<(), String> {
     init_logging(args.log_format);
     let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        _ if args.tls_secret.is_some() => TlsSource::Secret(managed_certs(&args)?),
         (Some(cert), Some(key)) => TlsSource::Files {
             cert: cert.clone(),
             key: key.clone(),
@@ -157,5 +197,43 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
         server.run(shutdown_signal()).await;
         Ok(())
+    })
+}
+
+/// The --tls-secret settings.
+fn managed_certs(args: &ServeArgs) -> Result<ManagedCerts, String> {
+    if args.tls_validity > args.ca_validity {
+        return Err(format!(
+            "--tls-validity ({} s) is longer than --ca-validity ({} s): a serving certificate cannot outlive its CA",
+            args.tls_validity.as_secs(),
+            args.ca_validity.as_secs()
+        ));
+    }
+    if args.cert_check_interval.is_zero() || args.cert_check_interval * 3 > args.tls_validity {
+        return Err(format!(
+            "--cert-check-interval ({:?}) must be above zero and at most a third of --tls-validity ({:?}): certificates are renewed a third of their validity before they end",
+            args.cert_check_interval, args.tls_validity
+        ));
+    }
+    let common_name = args
+        .tls_dns_names
+        .iter()
+        .find(|name| name.ends_with(".svc"))
+        .or(args.tls_dns_names.first())
+        .cloned()
+        .unwrap_or_else(|| "llm-injector".to_owned());
+    Ok(ManagedCerts {
+        secret: args.tls_secret.clone().unwrap_or_default(),
+        namespace: args.tls_secret_namespace.clone(),
+        policy: Policy {
+            common_name,
+            dns_names: args.tls_dns_names.clone(),
+            validity: Validity {
+                ca: args.ca_validity,
+                leaf: args.tls_validity,
+            },
+        },
+        webhooks: args.webhook_configuration.clone(),
+        check_interval: args.cert_check_interval,
     })
 }

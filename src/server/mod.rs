@@ -5,6 +5,8 @@
 //! `/readyz` to 503, stops accepting, lets in-flight reviews finish and returns.
 
 mod catalog_files;
+pub mod cert_rotation;
+pub mod cert_secret;
 mod cluster;
 pub mod leader;
 mod listener;
@@ -27,6 +29,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 pub use catalog_files::{CatalogReload, FileCatalog};
+pub use cert_secret::{ManagedCerts, WebhookConfiguration};
 pub use cluster::{ClusterCatalog, NodeSnapshots};
 pub use leader::LeaderElection;
 pub use metrics::Metrics;
@@ -47,6 +50,9 @@ pub enum TlsSource {
     /// A CA and leaf for `localhost`/`127.0.0.1` made at start-up; the CA is
     /// written to `ca_file` for clients to trust.
     SelfSigned { ca_file: PathBuf },
+    /// A Secret the server creates and renews, its CA written into the
+    /// server's own webhook configurations (needs the cluster).
+    Secret(ManagedCerts),
 }
 
 /// Everything `serve` is configured with.
@@ -110,9 +116,11 @@ pub enum ServeError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(
-        "cannot connect to the Kubernetes API (no --catalog given, so LLMEngines and LLMModels are watched in the cluster): {0}"
+        "cannot connect to the Kubernetes API (without --catalog, LLMEngines and LLMModels are watched in the cluster; --tls-secret keeps certificates there): {0}"
     )]
     Kube(String),
+    #[error("self-managed certificates: {0}")]
+    ManagedCerts(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -129,9 +137,10 @@ pub struct Server {
     config: ServeConfig,
     cert_files: Option<Arc<tls::FileCerts>>,
     cluster: Option<ClusterCatalog>,
-    /// The client and the Node snapshots of the status controller, when it
-    /// runs.
-    status_client: Option<(kube::Client, NodeSnapshots)>,
+    /// What the elected replica does, if anything.
+    leader_work: Option<LeaderWork>,
+    /// Self-managed certificates: every replica follows the Secret.
+    managed_certs: Option<(Arc<ManagedCerts>, kube::Client, Arc<tls::CertResolver>)>,
     catalog_files: Option<Arc<FileCatalog>>,
     /// Set for a self-signed start: the CA file clients must trust.
     pub ca_file: Option<PathBuf>,
@@ -140,6 +149,8 @@ pub struct Server {
 impl Server {
     /// Loads certificates and the catalog (or starts the cluster watch) and binds both ports.
     pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
+        let mut client: Option<kube::Client> = None;
+        let mut managed_certs = None;
         let (resolver, cert_files, ca_file): (Arc<tls::CertResolver>, _, _) = match &config.tls {
             TlsSource::Files { cert, key, .. } => {
                 let files = Arc::new(tls::FileCerts::load(cert, key)?);
@@ -172,11 +183,18 @@ impl Server {
                     Some(ca_file.clone()),
                 )
             }
+            TlsSource::Secret(managed) => {
+                let kube = cluster_client(&mut client).await?;
+                let pair = initial_pair(managed, &kube).await?;
+                let resolver = Arc::new(tls::CertResolver::new(pair));
+                managed_certs = Some((Arc::new(managed.clone()), kube, resolver.clone()));
+                (resolver, None, None)
+            }
         };
         let tls = tls::server_config(resolver.clone())?;
 
         let health = Arc::new(Health::default());
-        let mut status_client = None;
+        let mut status_nodes = None;
         let (source, cluster, catalog_files): (Arc<dyn CatalogSource>, _, _) = match &config.catalog
         {
             Some(paths) => {
@@ -185,15 +203,21 @@ impl Server {
                 (files.clone(), None, Some(files))
             }
             None => {
-                let client = kube::Client::try_default()
-                    .await
-                    .map_err(|e| ServeError::Kube(e.to_string()))?;
-                let cluster = ClusterCatalog::start(client.clone());
+                let cluster = ClusterCatalog::start(cluster_client(&mut client).await?);
                 if config.status_controller {
-                    status_client = Some((client, cluster.node_snapshots()));
+                    status_nodes = Some(cluster.node_snapshots());
                 }
                 (Arc::new(cluster.clone()), Some(cluster), None)
             }
+        };
+        let certs = managed_certs.as_ref().map(|(managed, ..)| managed.clone());
+        let leader_work = match client {
+            Some(client) if status_nodes.is_some() || certs.is_some() => Some(LeaderWork {
+                client,
+                status_nodes,
+                certs,
+            }),
+            _ => None,
         };
 
         let bind = |addr: SocketAddr| async move {
@@ -220,7 +244,8 @@ impl Server {
             config,
             cert_files,
             cluster,
-            status_client,
+            leader_work,
+            managed_certs,
             catalog_files,
             ca_file,
         })
@@ -246,10 +271,14 @@ impl Server {
             config,
             cert_files,
             cluster,
-            status_client,
+            leader_work,
+            managed_certs,
             catalog_files,
             ..
         } = self;
+        if let Some((managed, client, resolver)) = managed_certs {
+            tokio::spawn(managed.follow(client, resolver));
+        }
         if let TlsSource::Files {
             reload_interval, ..
         } = &config.tls
@@ -271,10 +300,9 @@ impl Server {
         }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let status = status_client.map(|(client, nodes)| {
-            tokio::spawn(run_status_controller(
-                client,
-                nodes,
+        let status = leader_work.map(|work| {
+            tokio::spawn(run_leader_work(
+                work,
                 config.leader_election.clone(),
                 state.metrics.clone(),
                 stopped(stop_rx.clone()),
@@ -316,17 +344,51 @@ impl Server {
                 .await
                 .is_err()
         {
-            tracing::warn!("the status controller did not stop within 5 s");
+            tracing::warn!("the leader's work did not stop within 5 s");
         }
         tracing::info!("stopped");
     }
 }
 
-/// The status controller until `stop`: under leader election when
-/// configured, else on this replica alone.
-async fn run_status_controller(
+/// What the elected replica does: write status, keep the certificates.
+struct LeaderWork {
     client: kube::Client,
-    nodes: NodeSnapshots,
+    /// The status controller's Node snapshots, when it runs.
+    status_nodes: Option<NodeSnapshots>,
+    certs: Option<Arc<ManagedCerts>>,
+}
+
+impl LeaderWork {
+    /// Both jobs (those configured) until aborted.
+    fn run(&self, metrics: Arc<Metrics>, identity: String) -> impl Future<Output = ()> + use<> {
+        let status = self
+            .status_nodes
+            .clone()
+            .map(|nodes| status_controller::run(self.client.clone(), metrics, identity, nodes));
+        let certs = self
+            .certs
+            .clone()
+            .map(|certs| certs.maintain(self.client.clone()));
+        async move {
+            let status = async move {
+                if let Some(status) = status {
+                    status.await;
+                }
+            };
+            let certs = async move {
+                if let Some(certs) = certs {
+                    certs.await;
+                }
+            };
+            tokio::join!(status, certs);
+        }
+    }
+}
+
+/// The leader's work until `stop`: under leader election when configured,
+/// else on this replica alone.
+async fn run_leader_work(
+    work: LeaderWork,
     election: Option<LeaderElection>,
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
@@ -334,18 +396,12 @@ async fn run_status_controller(
     match election {
         Some(election) => {
             let identity = election.identity.clone();
+            let client = work.client.clone();
             leader::run_while_leader(
-                client.clone(),
+                client,
                 election,
                 metrics.clone(),
-                move || {
-                    status_controller::run(
-                        client.clone(),
-                        metrics.clone(),
-                        identity.clone(),
-                        nodes.clone(),
-                    )
-                },
+                move || work.run(metrics.clone(), identity.clone()),
                 stop,
             )
             .await;
@@ -353,10 +409,46 @@ async fn run_status_controller(
         None => {
             metrics.set_leader(true);
             tokio::select! {
-                () = status_controller::run(client, metrics.clone(), leader::default_identity(), nodes) => {}
+                () = work.run(metrics.clone(), leader::default_identity()) => {}
                 () = stop => {}
             }
             metrics.set_leader(false);
+        }
+    }
+}
+
+/// The one client of the server, made on first use.
+async fn cluster_client(slot: &mut Option<kube::Client>) -> Result<kube::Client, ServeError> {
+    if let Some(client) = slot {
+        return Ok(client.clone());
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| ServeError::Kube(e.to_string()))?;
+    *slot = Some(client.clone());
+    Ok(client)
+}
+
+/// The Secret's pair, retried for half a minute (1 s doubling): at start-up
+/// the apiserver may not answer yet.
+async fn initial_pair(
+    managed: &ManagedCerts,
+    client: &kube::Client,
+) -> Result<rustls::sign::CertifiedKey, ServeError> {
+    let mut wait = Duration::from_secs(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        match managed.initial_pair(client).await {
+            Ok(pair) => return Ok(pair),
+            Err(error) if waited >= Duration::from_secs(30) => {
+                return Err(ServeError::ManagedCerts(error));
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?wait, "cannot load the serving certificate");
+                tokio::time::sleep(wait).await;
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_secs(8));
+            }
         }
     }
 }

@@ -267,50 +267,99 @@ pub fn generate(
     dns_names: &[String],
     validity: Validity,
 ) -> Result<GeneratedCerts, TlsError> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
-    let now = time::OffsetDateTime::now_utc();
-    let not_before = now - BACKDATE;
-    let ca_until = now
-        .checked_add(time::Duration::try_from(validity.ca).unwrap_or(time::Duration::MAX))
+    let ca = generate_ca(&format!("{common_name} CA"), validity.ca)?;
+    let leaf = issue_leaf(&ca, common_name, dns_names, validity.leaf)?;
+    Ok(GeneratedCerts {
+        ca_pem: ca.cert_pem,
+        cert_pem: leaf.cert_pem,
+        key_pem: leaf.key_pem,
+    })
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PemPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+fn generate_error(e: rcgen::Error) -> TlsError {
+    TlsError::Generate(e.to_string())
+}
+
+/// `now + validity`, or an error past year 9999.
+fn until(now: time::OffsetDateTime, validity: Duration) -> Result<time::OffsetDateTime, TlsError> {
+    time::Duration::try_from(validity)
+        .ok()
+        .and_then(|d| now.checked_add(d))
+        .filter(|t| t.year() <= 9999)
         .ok_or_else(|| {
             TlsError::Generate(format!(
-                "a CA valid for {:?} ends past year 9999",
-                validity.ca
+                "a certificate valid for {validity:?} ends past year 9999"
             ))
-        })?;
-    let leaf_until = now
-        .checked_add(time::Duration::try_from(validity.leaf).unwrap_or(time::Duration::MAX))
-        .map_or(ca_until, |until| until.min(ca_until));
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
-    ca_params.not_before = not_before;
-    ca_params.not_after = ca_until;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let mut ca_dn = DistinguishedName::new();
-    ca_dn.push(DnType::CommonName, format!("{common_name} CA"));
-    ca_params.distinguished_name = ca_dn;
-    let ca_key = KeyPair::generate().map_err(gen_err)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
+        })
+}
 
-    let mut leaf_params = CertificateParams::new(dns_names.to_vec()).map_err(gen_err)?;
-    leaf_params.not_before = not_before;
-    leaf_params.not_after = leaf_until;
-    let mut leaf_dn = DistinguishedName::new();
-    leaf_dn.push(DnType::CommonName, common_name);
-    leaf_params.distinguished_name = leaf_dn;
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let leaf_key = KeyPair::generate().map_err(gen_err)?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
-    Ok(GeneratedCerts {
-        ca_pem: ca_cert.pem(),
-        cert_pem: leaf_cert.pem(),
-        key_pem: leaf_key.serialize_pem(),
+/// A self-signed CA named `common_name`, valid from a few minutes ago for
+/// `validity`, that may sign serving certificates only.
+pub fn generate_ca(common_name: &str, validity: Duration) -> Result<PemPair, TlsError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(generate_error)?;
+    params.not_before = now - BACKDATE;
+    params.not_after = until(now, validity)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    let key = KeyPair::generate().map_err(generate_error)?;
+    let cert = params.self_signed(&key).map_err(generate_error)?;
+    Ok(PemPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A serving certificate for `dns_names` (IP addresses allowed) signed by
+/// `ca`, valid from a few minutes ago for `validity`, cut to the CA's end.
+pub fn issue_leaf(
+    ca: &PemPair,
+    common_name: &str,
+    dns_names: &[String],
+    validity: Duration,
+) -> Result<PemPair, TlsError> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    use rcgen::{Issuer, KeyUsagePurpose};
+    let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes())
+        .map_err(|e| TlsError::Generate(format!("the CA certificate: {e}")))?;
+    let ca_until = x509_parser::parse_x509_certificate(&ca_der)
+        .ok()
+        .and_then(|(_, cert)| {
+            time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).ok()
+        })
+        .ok_or_else(|| TlsError::Generate("the CA certificate does not parse".to_owned()))?;
+    let ca_key = KeyPair::from_pem(&ca.key_pem)
+        .map_err(|e| TlsError::Generate(format!("the CA key: {e}")))?;
+    let issuer = Issuer::from_ca_cert_der(&ca_der, ca_key).map_err(generate_error)?;
+
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = CertificateParams::new(dns_names.to_vec()).map_err(generate_error)?;
+    params.not_before = now - BACKDATE;
+    params.not_after = until(now, validity).map_or(ca_until, |t| t.min(ca_until));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate().map_err(generate_error)?;
+    let cert = params.signed_by(&key, &issuer).map_err(generate_error)?;
+    Ok(PemPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
     })
 }
 

@@ -33,14 +33,57 @@ fn cert_manager_stand_ins() -> Vec<serde_json::Value> {
         .collect()
 }
 
-pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
+/// Why the chart cannot be rendered here, if it cannot.
+pub fn cannot_render(suite: &Suite) -> Option<&'static str> {
     let python = suite.root.join(".ci/.venv/bin/python");
     let sdk = suite.root.join(".ci/.tools/helm-python-sdk");
-    if !python.exists() || !sdk.exists() {
-        suite.report.skip(
-            "Helm chart renderings applied with --dry-run=server",
-            "Helm's library is not unpacked: bash .ci/run installs .ci/.venv and .ci/.tools once",
-        );
+    (!python.exists() || !sdk.exists()).then_some(
+        "Helm's library is not unpacked: bash .ci/run installs .ci/.venv and .ci/.tools once",
+    )
+}
+
+/// The chart rendered by Helm's library as release `release` (in the
+/// namespace of that name) with `args` (`--set ...`), into `file`.
+pub fn render_file(
+    suite: &Suite,
+    release: &str,
+    args: &[&str],
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let out = std::process::Command::new(suite.root.join(".ci/.venv/bin/python"))
+        .current_dir(&suite.root)
+        .arg(".ci/helm_template.py")
+        .arg("charts/llm-injector")
+        .args(["--release", release, "--namespace", release])
+        .args(args)
+        .arg("-o")
+        .arg(file)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "helm_template.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The objects of a rendered file.
+pub fn rendered(file: &std::path::Path) -> Result<Vec<serde_json::Value>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|doc| serde::Deserialize::deserialize(doc).ok())
+        .filter(|doc: &serde_json::Value| doc.is_object())
+        .collect())
+}
+
+pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
+    if let Some(why) = cannot_render(suite) {
+        suite
+            .report
+            .skip("Helm chart renderings applied with --dry-run=server", why);
         return;
     }
     for crd in cert_manager_stand_ins() {
@@ -61,8 +104,9 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE}}),
     );
     let existing = format!("certs.existing.caBundle={ca_bundle_b64}");
-    let modes: [(&str, Vec<&str>); 5] = [
-        ("selfSigned (default)", vec![]),
+    let modes: [(&str, Vec<&str>); 6] = [
+        ("managed (default)", vec![]),
+        ("selfSigned", vec!["--set", "certs.mode=selfSigned"]),
         ("certManager", vec!["--set", "certs.mode=certManager"]),
         (
             "existing",
@@ -76,7 +120,7 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
             ],
         ),
         (
-            "selfSigned, with a NetworkPolicy and the namespace opt-in",
+            "managed, with a NetworkPolicy and the namespace opt-in",
             vec![
                 "--set",
                 "networkPolicy.enabled=true",
@@ -85,7 +129,7 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
             ],
         ),
         (
-            "selfSigned, on the host network",
+            "managed, on the host network",
             vec![
                 "--set",
                 "hostNetwork=true",
@@ -98,38 +142,30 @@ pub fn dry_run(suite: &mut Suite, ca_bundle_b64: &str) {
     ];
     for (i, (mode, args)) in modes.into_iter().enumerate() {
         let file = suite.dir.join(format!("chart-{i}.yaml"));
-        let render = std::process::Command::new(&python)
-            .current_dir(&suite.root)
-            .arg(".ci/helm_template.py")
-            .arg("charts/llm-injector")
-            .args(["--release", RELEASE, "--namespace", RELEASE])
-            .args(&args)
-            .arg("-o")
-            .arg(&file)
-            .output();
-        let result = match render {
-            Ok(out) if out.status.success() => {
-                let out = suite.kubectl.run(
-                    &[
-                        "apply",
-                        "--dry-run=server",
-                        "-f",
-                        file.to_str().expect("utf-8"),
-                    ],
-                    None,
-                );
-                if out.success {
-                    Ok(out.stdout)
-                } else {
-                    Err(out.both())
-                }
+        let result = render_file(suite, RELEASE, &args, &file).and_then(|()| {
+            // The helm-test Pod names its ServiceAccount, which the
+            // apiserver looks up even in a dry run: created for real first.
+            for account in rendered(&file)?
+                .iter()
+                .filter(|doc| doc["kind"] == "ServiceAccount")
+            {
+                suite.kubectl.with_object(&["apply"], account);
             }
-            Ok(out) => Err(format!(
-                "helm_template.py failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )),
-            Err(e) => Err(e.to_string()),
-        };
+            let out = suite.kubectl.run(
+                &[
+                    "apply",
+                    "--dry-run=server",
+                    "-f",
+                    file.to_str().expect("utf-8"),
+                ],
+                None,
+            );
+            if out.success {
+                Ok(out.stdout)
+            } else {
+                Err(out.both())
+            }
+        });
         suite.report.check(
             &format!(
                 "the Helm chart (certs.mode {mode}) is admitted by kubectl apply --dry-run=server"

@@ -18,6 +18,7 @@ mod controlplane;
 mod crds;
 mod helm;
 mod kubectl;
+mod managed_certs;
 mod overhead;
 mod pods;
 mod restricted;
@@ -239,6 +240,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// `llm-injector check-webhook` (the chart's `helm test`) with the webhook
+/// down: exit 1, naming the apiserver's failure.
+fn check_webhook_down(suite: &mut Suite, plane: &ControlPlane) {
+    let out = std::process::Command::new(&suite.injector)
+        .args(["check-webhook", "--namespace", TEAM, "--timeout", "1s"])
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .output();
+    let result = match out {
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if !out.status.success() && stderr.contains("could not get an answer") {
+                Ok(stderr.lines().last().unwrap_or_default().to_owned())
+            } else {
+                Err(format!("{}: {stderr}", out.status))
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    suite.report.check(
+        "llm-injector check-webhook fails, saying why, while the webhook is down",
+        result,
+    );
+}
+
 fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -349,6 +374,9 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
         &base64::engine::general_purpose::STANDARD.encode(&serve.ca_pem),
     );
 
+    section("self-managed certificates (certs.mode=managed, the chart's default)");
+    managed_certs::check(suite, plane, TEAM);
+
     section("LLMModels and LLMEngines through the apiserver");
     validation::model_before_engine(suite, TEAM);
     validation::delete_engine_in_use(suite, TEAM);
@@ -412,6 +440,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     let replicas = status::standbys(suite, plane, &serve)?;
     let mut replicas = status::kill_leader(suite, serve, replicas);
     validation::webhook_down(suite, &registrations, TEAM);
+    check_webhook_down(suite, plane);
     status::engine_deleted_while_pods_run(suite, status::NAMESPACE, &replicas);
     status::handover(suite, &mut replicas);
     let errors = std::fs::read_to_string(&log)

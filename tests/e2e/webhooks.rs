@@ -38,35 +38,42 @@ impl Serve {
     /// elect one status writer among them.
     pub fn start(injector: &Path, plane: &ControlPlane, name: &str) -> Result<Serve, String> {
         let ca_file = plane.dir.join(format!("{name}-ca.crt"));
+        let (namespace, _) = SERVICE_ACCOUNT;
+        let args = [
+            "--leader-election-namespace",
+            namespace,
+            "--leader-election-lease",
+            LEASE,
+            "--ca-file",
+            ca_file.to_str().expect("utf-8"),
+        ]
+        .map(str::to_owned);
+        let mut serve =
+            Serve::launch(injector, plane, name, "127.0.0.1:0", &args, SERVICE_ACCOUNT)?;
+        serve.ca_pem =
+            std::fs::read_to_string(&ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        Ok(serve)
+    }
+
+    /// Starts serve `name` on `addr` with `args`, as ServiceAccount
+    /// `account` (namespace, name) with its RBAC, and waits until /readyz
+    /// answers 200; `ca_pem` is left empty.
+    pub fn launch(
+        injector: &Path,
+        plane: &ControlPlane,
+        name: &str,
+        addr: &str,
+        args: &[String],
+        account: (&str, &str),
+    ) -> Result<Serve, String> {
         let log = plane.dir.join(format!("{name}.log"));
-        let (namespace, account) = SERVICE_ACCOUNT;
+        let (namespace, account) = account;
         let mut process = Process::start(
             name,
-            Command::new(injector)
-                .args([
-                    "serve",
-                    "--addr",
-                    "127.0.0.1:0",
-                    "--admin-addr",
-                    "127.0.0.1:0",
-                    "--leader-election-namespace",
-                    namespace,
-                    "--leader-election-lease",
-                    LEASE,
-                    "--ca-file",
-                ])
-                .arg(&ca_file)
+            as_service_account(&mut Command::new(injector), (namespace, account))
+                .args(["serve", "--addr", addr, "--admin-addr", "127.0.0.1:0"])
+                .args(args)
                 .env("KUBECONFIG", &plane.kubeconfig)
-                // kube's Config::infer impersonates this user and groups: the
-                // requests are authorised as the ServiceAccount's.
-                .env(
-                    "KUBE_RS_DEBUG_IMPERSONATE_USER",
-                    format!("system:serviceaccount:{namespace}:{account}"),
-                )
-                .env(
-                    "KUBE_RS_DEBUG_IMPERSONATE_GROUP",
-                    format!("system:serviceaccounts,system:serviceaccounts:{namespace},system:authenticated"),
-                )
                 .env("RUST_LOG", "info")
                 .env("NO_COLOR", "1"),
             log.clone(),
@@ -104,13 +111,11 @@ impl Serve {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let ca_pem =
-            std::fs::read_to_string(&ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
         Ok(Serve {
             process,
             addr,
             admin,
-            ca_pem,
+            ca_pem: String::new(),
         })
     }
 
@@ -138,6 +143,24 @@ impl Serve {
             // An empty sum is -0.0.
             + 0.0)
     }
+}
+
+/// `command` (an llm-injector, whose kube client reads these variables)
+/// with its requests authorised as ServiceAccount (namespace, name): kube's
+/// Config::infer impersonates that user and its groups.
+pub fn as_service_account<'a>(command: &'a mut Command, account: (&str, &str)) -> &'a mut Command {
+    let (namespace, name) = account;
+    command
+        .env(
+            "KUBE_RS_DEBUG_IMPERSONATE_USER",
+            format!("system:serviceaccount:{namespace}:{name}"),
+        )
+        .env(
+            "KUBE_RS_DEBUG_IMPERSONATE_GROUP",
+            format!(
+                "system:serviceaccounts,system:serviceaccounts:{namespace},system:authenticated"
+            ),
+        )
 }
 
 /// webhook-config/60-mutating-webhook.yaml and 61-validating-webhook.yaml

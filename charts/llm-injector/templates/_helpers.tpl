@@ -41,10 +41,16 @@ app.kubernetes.io/part-of: llm-injector
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{/* The Secret holding tls.crt and tls.key (and ca.crt except in existing mode). */}}
+{{/*
+The Secret holding tls.crt and tls.key (and ca.crt except in existing mode).
+managed mode's has its own name: the server creates it, and a Secret Helm made
+in another mode (deleted by Helm on the switch) must not be taken for it.
+*/}}
 {{- define "llm-injector.tlsSecretName" -}}
 {{- if eq .Values.certs.mode "existing" }}
 {{- required "certs.existing.secretName is required with certs.mode=existing" .Values.certs.existing.secretName }}
+{{- else if eq .Values.certs.mode "managed" }}
+{{- printf "%s-certs" (include "llm-injector.fullname" .) }}
 {{- else }}
 {{- printf "%s-tls" (include "llm-injector.fullname" .) }}
 {{- end }}
