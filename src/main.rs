@@ -12,6 +12,7 @@ mod certs_cli;
 mod check_webhook_cli;
 mod cli_common;
 mod estimate_cli;
+mod explain_live;
 mod probe_cli;
 mod route_cli;
 mod serve_cli;
@@ -63,11 +64,48 @@ enum Command {
     /// Print what one engine instance of an Ollama library model needs in
     /// GPU memory (Ollama 0.12.6's own estimate) and the GPU sizes it fits.
     Estimate(estimate_cli::EstimateArgs),
+    /// Remove from every injected pod and workload of Kubernetes YAML exactly
+    /// what its llm.injector.dev/status annotation says injection added
+    /// (like `linkerd uninject`); the rest stays as written.
+    Uninject(UninjectArgs),
     /// Explain, for every pod and workload of Kubernetes YAML, whether it is
     /// injected, with which model and engine, what injection adds, or which
-    /// rule stops it (like `istioctl x check-inject`). Exit 1 when one is
-    /// refused.
-    Explain(InjectArgs),
+    /// rule stops it (like `istioctl x check-inject`); or of pods in the
+    /// cluster (`explain pod/NAME`). Exit 1 when one is refused.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ExplainArgs {
+    /// Pods to read from the cluster (current kubeconfig context):
+    /// `pod/NAME` or `NAME`; their namespace's LLMEngines and LLMModels are
+    /// the catalog unless --catalog is given.
+    #[arg(value_name = "POD", required_unless_present = "files")]
+    pods: Vec<String>,
+    /// Kubernetes YAML to explain: a file, a directory of *.yaml/*.yml, or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// LLMEngine and LLMModel objects: a YAML file or a directory of them.
+    /// Repeatable; those among the `-f` inputs count too.
+    #[arg(long, value_name = "PATH")]
+    catalog: Vec<PathBuf>,
+    /// Namespace of objects that name none, and of the pods read
+    /// [default: `default` for files; the context's for pods].
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Image of the llm-router sidecar added when parallelism.data > 1.
+    #[arg(long, env = "LLM_INJECTOR_ROUTER_IMAGE", default_value = llm_injector::inject::DEFAULT_ROUTER_IMAGE)]
+    router_image: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct UninjectArgs {
+    /// Kubernetes YAML to uninject: a file, a directory of *.yaml/*.yml, or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Namespace of objects that name none, for messages.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +153,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => run_explain(&args),
         Command::Serve(args) => serve_cli::run(*args).map_err(|e| vec![e]),
         Command::Certs(args) => certs_cli::run(&args).map_err(|e| vec![e]),
+        Command::Uninject(args) => run_uninject(&args),
         Command::CheckWebhook(args) => check_webhook_cli::run(&args).map_err(|e| vec![e]),
         Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
         Command::Route(args) => route_cli::run(*args).map_err(|e| vec![e]),
@@ -177,13 +216,53 @@ fn read_injection_inputs(args: &InjectArgs) -> Result<Inputs, Vec<String>> {
     })
 }
 
-/// Explains every input document; exit 1 when one is refused (or an input
-/// could not be read).
-fn run_explain(args: &InjectArgs) -> Result<(), Vec<String>> {
-    let inputs = read_injection_inputs(args)?;
+/// Explains every input document, or pod read from the cluster; exit 1
+/// when one is refused (or an input could not be read).
+fn run_explain(args: &ExplainArgs) -> Result<(), Vec<String>> {
+    if !args.pods.is_empty() && !args.files.is_empty() {
+        return Err(vec![
+            "explain either pods from the cluster or -f files, not both in one run".to_owned(),
+        ]);
+    }
+    let inputs = if args.pods.is_empty() {
+        read_injection_inputs(&InjectArgs {
+            files: args.files.clone(),
+            catalog: args.catalog.clone(),
+            namespace: args
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+            router_image: args.router_image.clone(),
+        })?
+    } else {
+        let (files, cluster_catalog, namespace) = explain_live::read(
+            &args.pods,
+            args.namespace.as_deref(),
+            args.catalog.is_empty(),
+        )?;
+        let catalog = match cluster_catalog {
+            Some(catalog) => catalog,
+            None => {
+                Catalog::load_all(&args.catalog, &namespace).map_err(|e| vec![e.to_string()])?
+            }
+        };
+        Inputs {
+            documents: files
+                .iter()
+                .flat_map(SourceFile::source_documents)
+                .collect(),
+            files,
+            catalog,
+            injector: llm_injector::Injector::new(llm_injector::InjectOptions {
+                router_image: args.router_image.clone(),
+            }),
+            errors: Vec::new(),
+        }
+    };
+    let namespace = args.namespace.as_deref().unwrap_or("default");
     let text = explain_documents(
         &inputs.documents,
-        &args.namespace,
+        namespace,
         &inputs.catalog,
         &inputs.injector,
     );
@@ -217,9 +296,31 @@ fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut values = injection.documents.into_iter();
+    write_stdout(&render_files(&files, injection.documents))
+}
+
+/// Uninjects every input document and prints the result, as written; exit
+/// 1 (printing nothing) when one cannot be uninjected.
+fn run_uninject(args: &UninjectArgs) -> Result<(), Vec<String>> {
+    let (files, mut errors) = read_input_files(&args.files)?;
+    let documents: Vec<_> = files
+        .iter()
+        .flat_map(SourceFile::source_documents)
+        .collect();
+    let uninjection = llm_injector::manifest::uninject_documents(&documents, &args.namespace);
+    errors.extend(uninjection.errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    write_stdout(&render_files(&files, uninjection.documents))
+}
+
+/// `values` (one per non-empty document, in order) written back into their
+/// files as written, one stream.
+fn render_files(files: &[SourceFile], values: Vec<serde_json::Value>) -> String {
+    let mut values = values.into_iter();
     let mut out = String::new();
-    for file in &files {
+    for file in files {
         let count = file
             .documents
             .iter()
@@ -230,7 +331,7 @@ fn run_inject(args: &InjectArgs) -> Result<(), Vec<String>> {
             &file.render(values.by_ref().take(count).collect()),
         );
     }
-    write_stdout(&out)
+    out
 }
 
 /// Checks every input and prints findings on stderr and a summary on stdout;

@@ -61,8 +61,37 @@ fn check_successes(input_dir: &str, golden_dir: &str) {
         if String::from_utf8_lossy(&again.stdout) != stdout {
             failures.push(format!("{input}: injecting the output again changed it"));
         }
+        failures.extend(check_uninject(&input, &stdout));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `llm-injector uninject` of the injected output gives the input back,
+/// byte for byte (the YAML as written), and uninjecting that again changes
+/// nothing.
+fn check_uninject(input: &str, injected: &str) -> Vec<String> {
+    let uninject = |text: &str| support::run(&["uninject", "-f", "-"], Some(text.as_bytes()));
+    let output = uninject(injected);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return vec![format!(
+            "{input}: uninject failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )];
+    }
+    let original = std::fs::read_to_string(input).unwrap_or_default();
+    let mut failures = Vec::new();
+    if stdout != original {
+        failures.push(format!(
+            "{input}: uninject of the injected output is not the input:\n{}",
+            pretty_assertions::StrComparison::new(&original, &stdout)
+        ));
+    }
+    let again = uninject(&stdout);
+    if String::from_utf8_lossy(&again.stdout) != stdout {
+        failures.push(format!("{input}: uninjecting again changed it"));
+    }
+    failures
 }
 
 #[test]

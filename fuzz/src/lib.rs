@@ -603,6 +603,15 @@ where
         .expect("an injected object carries the status annotation");
     let status: InjectionStatus = serde_json::from_str(status).expect("the status is JSON");
     assert_eq!(status, *injected.status);
+    // Uninjecting removes exactly what injection added.
+    let mut undone = after.clone();
+    llm_injector::inject::uninject::uninject_pod(&mut undone)
+        .unwrap_or_else(|e| panic!("the injected object does not uninject: {e}"));
+    assert_eq!(
+        undone,
+        serde_json::to_value(object).expect("JSON"),
+        "uninjecting the injected object does not give the object back"
+    );
     match injector().inject(&injected_object, namespace, catalog()) {
         Ok(Outcome::AlreadyInjected) => {}
         other => panic!("injecting the injected object again is not a no-op: {other:?}"),

@@ -50,6 +50,7 @@ mod plan;
 mod prepared;
 mod shape;
 mod typos;
+pub mod uninject;
 mod user;
 pub(crate) mod workload;
 
@@ -256,6 +257,34 @@ pub struct InjectionStatus {
     pub resource_claims: Vec<String>,
     /// The endpoint user containers were pointed at.
     pub endpoint: String,
+    /// The env entries put before user containers' own, per container;
+    /// `None` in annotations written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<EnvAdded>>,
+    /// The labels added (the model label, unless the pod had it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The `runtimeClassName` set (only where the pod had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// What injection created, being absent from the pod: any of
+    /// `metadata`, `metadata.annotations`, `metadata.labels`,
+    /// `initContainers`, `volumes`, `resourceClaims`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<String>,
+}
+
+/// The env entries injection put before one user container's own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvAdded {
+    /// The container's index in `spec.containers`.
+    pub container: usize,
+    /// The names of the entries added.
+    pub names: Vec<String>,
+    /// Whether the container had no `env` list before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_list: bool,
 }
 
 /// An injection: the patch and what it adds.
@@ -263,7 +292,8 @@ pub struct InjectionStatus {
 pub struct Injection {
     /// The JSON Patch that injects the pod (shared by every pod of its shape).
     pub patch: Arc<PodPatch>,
-    /// What the patch adds, as the status annotation says.
+    /// What the patch adds, as the status annotation says (for this pod's
+    /// shape: the env entries per container, label, lists created).
     pub status: Arc<InjectionStatus>,
     /// What the user should know (admission warnings, the CLI's stderr).
     pub warnings: Vec<String>,
@@ -466,9 +496,10 @@ fn inject_prepared(
         ));
     }
     let shape = PodShape::of(meta, spec, &prepared.user_env, pull_uid);
+    let patch = prepared.patch_for(&shape)?;
     Ok(Injection {
-        patch: prepared.patch_for(&shape)?,
-        status: prepared.status.clone(),
+        status: patch.status().clone(),
+        patch,
         warnings,
     })
 }

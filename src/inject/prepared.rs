@@ -19,7 +19,7 @@ use super::containers;
 use super::plan::Plan;
 use super::shape::{LabelsShape, MetadataShape, PodShape};
 use super::user::{self, NO_GPU_ENV};
-use super::{InjectError, InjectOptions, InjectionStatus};
+use super::{EnvAdded, InjectError, InjectOptions, InjectionStatus};
 use crate::crd::{LLMEngine, LLMModel};
 use crate::layout::INJECTED_VOLUMES;
 use crate::{MODEL_LABEL, STATUS_ANNOTATION};
@@ -33,15 +33,23 @@ const SHAPES_REMEMBERED: usize = 64;
 #[derive(Debug)]
 pub struct PodPatch {
     operations: json_patch::Patch,
+    /// What it adds, as its status annotation says.
+    status: Arc<InjectionStatus>,
     admission: OnceLock<Result<Box<RawValue>, String>>,
 }
 
 impl PodPatch {
-    fn new(operations: json_patch::Patch) -> Self {
+    fn new(operations: json_patch::Patch, status: Arc<InjectionStatus>) -> Self {
         PodPatch {
             operations,
+            status,
             admission: OnceLock::new(),
         }
+    }
+
+    /// What the patch adds, as its status annotation says.
+    pub fn status(&self) -> &Arc<InjectionStatus> {
+        &self.status
     }
 
     /// The operations.
@@ -83,7 +91,6 @@ pub struct Prepared {
     pub(super) user_env: Vec<EnvVar>,
     user_env_json: Vec<Value>,
     pub(super) status: Arc<InjectionStatus>,
-    status_json: String,
     /// The value of the model label: the model's name, when it is a valid
     /// label value (63 characters at most).
     pub(super) model_label: Option<String>,
@@ -129,6 +136,11 @@ impl Prepared {
             volumes: INJECTED_VOLUMES.map(str::to_owned).to_vec(),
             resource_claims: claim_names.clone(),
             endpoint: plan.endpoint_url(),
+            // What depends on the pod: filled per shape (status_for).
+            env: None,
+            labels: Vec::new(),
+            runtime_class_name: None,
+            created: Vec::new(),
         };
         Ok(Prepared {
             init_containers: all_json(&init)?,
@@ -138,8 +150,6 @@ impl Prepared {
             claim_names,
             user_env_json: all_json(&user_env)?,
             user_env,
-            status_json: serde_json::to_string(&status)
-                .map_err(|e| InjectError::Serialize(e.to_string()))?,
             status: Arc::new(status),
             model_label: (plan.model_name.len() <= 63).then(|| plan.model_name.clone()),
             plan,
@@ -153,7 +163,13 @@ impl Prepared {
         if let Some(patch) = patches.get(shape) {
             return Ok(patch.clone());
         }
-        let patch = Arc::new(PodPatch::new(self.build_patch(shape)?));
+        let status = Arc::new(self.status_for(shape));
+        let status_json =
+            serde_json::to_string(&*status).map_err(|e| InjectError::Serialize(e.to_string()))?;
+        let patch = Arc::new(PodPatch::new(
+            self.build_patch(shape, &status_json)?,
+            status,
+        ));
         if patches.len() >= SHAPES_REMEMBERED {
             patches.clear();
         }
@@ -161,12 +177,79 @@ impl Prepared {
         Ok(patch)
     }
 
+    /// The status annotation of a pod of this shape: what [`Prepared::new`]
+    /// knows, plus what this shape gets (env entries per container, the
+    /// label, `runtimeClassName`, the lists and maps created), so that
+    /// `uninject` can remove exactly that.
+    fn status_for(&self, shape: &PodShape) -> InjectionStatus {
+        let (has_metadata, has_annotations, labels) = match shape.metadata {
+            MetadataShape::Absent => (false, false, LabelsShape::Absent),
+            MetadataShape::Present {
+                annotations,
+                labels,
+            } => (true, annotations, labels),
+        };
+        let label_added = self.model_label.is_some() && labels != LabelsShape::WithModel;
+        let created = [
+            ("metadata", !has_metadata),
+            ("metadata.annotations", !has_annotations),
+            (
+                "metadata.labels",
+                label_added && labels == LabelsShape::Absent,
+            ),
+            ("initContainers", shape.init_containers.is_none()),
+            ("volumes", shape.volumes.is_none()),
+            (
+                "resourceClaims",
+                !self.claims.is_empty() && shape.resource_claims.is_none(),
+            ),
+        ];
+        InjectionStatus {
+            env: Some(
+                shape
+                    .env
+                    .iter()
+                    .map(|(index, additions)| EnvAdded {
+                        container: *index,
+                        names: additions
+                            .wanted
+                            .iter()
+                            .map(|&i| self.user_env[i].name.clone())
+                            .chain(additions.no_gpu.then(|| NO_GPU_ENV.0.to_owned()))
+                            .collect(),
+                        created_list: !additions.had_env,
+                    })
+                    .collect(),
+            ),
+            labels: if label_added {
+                vec![MODEL_LABEL.to_owned()]
+            } else {
+                Vec::new()
+            },
+            runtime_class_name: shape
+                .runtime_class
+                .is_none()
+                .then(|| self.plan.runtime_class.clone())
+                .flatten(),
+            created: created
+                .into_iter()
+                .filter(|(_, made)| *made)
+                .map(|(what, _)| what.to_owned())
+                .collect(),
+            ..(*self.status).clone()
+        }
+    }
+
     /// `json_patch::diff` of the parts of a pod of this shape that injection
     /// changes, before and after (every other part is equal on both sides
     /// and adds no operation; `tests/patch_equivalence.rs` compares with the
     /// diff of whole pods), then an `add` for each env entry put before a
     /// user container's own (a diff would replace the shifted entries).
-    fn build_patch(&self, shape: &PodShape) -> Result<json_patch::Patch, InjectError> {
+    fn build_patch(
+        &self,
+        shape: &PodShape,
+        status_json: &str,
+    ) -> Result<json_patch::Patch, InjectError> {
         let label = self.model_label.as_deref();
         let before = shape.touched_json(label);
         let mut after = before.clone();
@@ -183,7 +266,7 @@ impl Prepared {
                 .expect("annotations and labels are objects")
                 .insert(key.to_owned(), Value::String(value.to_owned()));
         };
-        add("annotations", STATUS_ANNOTATION, &self.status_json);
+        add("annotations", STATUS_ANNOTATION, status_json);
         if let Some(label) = label {
             add("labels", MODEL_LABEL, label);
         }

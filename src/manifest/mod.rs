@@ -18,8 +18,10 @@ pub use crate::yaml::{
 };
 
 mod explain;
+mod uninject;
 mod validate;
 pub use explain::explain_documents;
+pub use uninject::{Uninjection, uninject_documents};
 pub use validate::{DocumentsReport, Finding, Severity, validate_documents, validate_documents_on};
 
 /// Why a manifest could not be read or injected.

@@ -70,12 +70,62 @@ pub fn rewrite(text: &str, documents: &[Document], targets: &HashMap<usize, Valu
         .collect()
 }
 
-/// Whether every key of `entries` is still in `wanted`: only then can a
-/// mapping be edited in place (removing a key is left to the replacement).
-fn keeps_all_keys(entries: &[(Node, Node)], wanted: &serde_json::Map<String, Value>) -> bool {
+/// Whether every key of `entries` is a string (a Kubernetes object's are).
+fn has_string_keys(entries: &[(Node, Node)]) -> bool {
+    entries.iter().all(|(k, _)| key(k).is_some())
+}
+
+/// Deletions of the lines of the block-mapping entries that `wanted` lacks,
+/// or `None` when one of them does not start its own line.
+fn removed_block_entries(
+    text: &str,
+    entries: &[(Node, Node)],
+    wanted: &serde_json::Map<String, Value>,
+) -> Option<Vec<Edit>> {
     entries
         .iter()
-        .all(|(k, _)| key(k).is_some_and(|k| wanted.contains_key(k)))
+        .filter(|(k, _)| key(k).is_some_and(|k| !wanted.contains_key(k)))
+        .map(|(k, v)| {
+            let start = own_line_start(text, k.start)?;
+            Some(Edit::replace(start..line_end(text, k.end.max(v.end)), ""))
+        })
+        .collect()
+}
+
+/// Deletions of the flow-mapping entries that `wanted` lacks, each with
+/// the separator before it (after it, for the first), or `None` when every
+/// entry goes (the mapping is then rewritten).
+fn removed_flow_entries(
+    entries: &[(Node, Node)],
+    wanted: &serde_json::Map<String, Value>,
+) -> Option<Vec<Edit>> {
+    let gone = |i: usize| key(&entries[i].0).is_some_and(|k| !wanted.contains_key(k));
+    if (0..entries.len()).all(gone) && !entries.is_empty() {
+        return None;
+    }
+    let first_kept = (0..entries.len()).find(|&i| !gone(i));
+    Some(
+        (0..entries.len())
+            .filter(|&i| gone(i))
+            .map(|i| match first_kept {
+                // Before the first kept entry: up to the next entry.
+                Some(kept) if i < kept => {
+                    Edit::replace(entries[i].0.start..entries[i + 1].0.start, "")
+                }
+                // After it: from the end of the entry before.
+                _ => Edit::replace(entries[i - 1].1.end..entries[i].1.end, ""),
+            })
+            .collect(),
+    )
+}
+
+/// The start of the line holding `at`, when only spaces precede `at` on it.
+fn own_line_start(text: &str, at: usize) -> Option<usize> {
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    text[line_start..at]
+        .chars()
+        .all(|c| c == ' ')
+        .then_some(line_start)
 }
 
 /// Merges into each entry of `entries` its value in `wanted`, and yields
@@ -118,13 +168,28 @@ fn merge(
                 entries,
             },
             Value::Object(wanted),
-        ) if keeps_all_keys(entries, wanted) => {
-            let added: serde_json::Map<String, Value> =
-                merge_entries(text, entries, wanted, Some(node.column), edits)
-                    .map(|(name, value)| (name.clone(), value.clone()))
-                    .collect();
+        ) if has_string_keys(entries) => {
+            let Some(removals) = removed_block_entries(text, entries, wanted) else {
+                edits.push(replace(text, node, target, parent_column));
+                return;
+            };
+            let kept: Vec<&(Node, Node)> = entries
+                .iter()
+                .filter(|(k, _)| key(k).is_some_and(|k| wanted.contains_key(k)))
+                .collect();
+            let added: serde_json::Map<String, Value> = wanted
+                .iter()
+                .filter(|(name, _)| !kept.iter().any(|(k, _)| key(k) == Some(*name)))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            if kept.is_empty() && !added.is_empty() {
+                edits.push(replace(text, node, target, parent_column));
+                return;
+            }
+            edits.extend(removals);
+            merge_entries(text, entries, wanted, Some(node.column), edits).for_each(drop);
             if !added.is_empty() {
-                let last = entries
+                let last = kept
                     .iter()
                     .map(|(k, v)| k.end.max(v.end))
                     .max()
@@ -144,11 +209,17 @@ fn merge(
                 entries,
             },
             Value::Object(wanted),
-        ) if keeps_all_keys(entries, wanted) => {
+        ) if has_string_keys(entries) => {
+            let Some(removals) = removed_flow_entries(entries, wanted) else {
+                edits.push(replace(text, node, target, parent_column));
+                return;
+            };
+            let any_kept = entries.len() > removals.len();
+            edits.extend(removals);
             let added: Vec<String> = merge_entries(text, entries, wanted, None, edits)
                 .map(|(name, value)| format!("{}: {}", quoted(name), json(value)))
                 .collect();
-            edits.push(flow_append(node, entries.is_empty(), &added));
+            edits.push(flow_append(node, !any_kept, &added));
         }
         (Shape::Seq { flow: true, items }, Value::Array(wanted))
             if wanted.len() >= items.len()
@@ -182,34 +253,41 @@ fn key(node: &Node) -> Option<&String> {
 }
 
 /// Edits that turn a block sequence into `wanted` by editing items in
-/// place and inserting new ones, or `None` when items would have to be
-/// removed or reordered.
+/// place, inserting new ones and deleting the lines of those that go, or
+/// `None` when items would have to be reordered.
 fn merge_sequence(text: &str, node: &Node, items: &[Node], wanted: &[Value]) -> Option<Vec<Edit>> {
     let mut edits = Vec::new();
-    let mut next = 0;
-    for value in wanted {
-        if items
-            .get(next)
-            .is_some_and(|item| same_item(&item.value, value))
+    let (mut next, mut taken) = (0, 0);
+    while next < items.len() || taken < wanted.len() {
+        let item = items.get(next);
+        let value = wanted.get(taken);
+        if let (Some(item), Some(value)) = (item, value)
+            && same_item(&item.value, value)
         {
-            merge(text, &items[next], value, Some(node.column), &mut edits);
+            merge(text, item, value, Some(node.column), &mut edits);
             next += 1;
-            continue;
-        }
-        if items[next.min(items.len())..]
-            .iter()
-            .any(|item| same_item(&item.value, value))
+            taken += 1;
+        } else if let Some(item) =
+            item.filter(|item| !wanted[taken..].iter().any(|v| same_item(&item.value, v)))
         {
+            let start = dash_line_start(text, item)?;
+            edits.push(Edit::replace(start..line_end(text, item.end), ""));
+            next += 1;
+        } else if let Some(value) =
+            value.filter(|value| !items[next..].iter().any(|i| same_item(&i.value, value)))
+        {
+            let block = to_yaml(&Value::Array(vec![value.clone()]));
+            let at = match item {
+                Some(item) => dash_line_start(text, item)?,
+                None => line_end(text, node.end),
+            };
+            edits.push(insert_lines(text, at, &block, node.column));
+            taken += 1;
+        } else {
             return None;
         }
-        let block = to_yaml(&Value::Array(vec![value.clone()]));
-        let at = match items.get(next) {
-            Some(item) => dash_line_start(text, item)?,
-            None => line_end(text, node.end),
-        };
-        edits.push(insert_lines(text, at, &block, node.column));
     }
-    (next == items.len()).then_some(edits)
+    Some(edits)
 }
 
 /// Whether two sequence items are the same entry (equal, or objects with the
@@ -343,6 +421,39 @@ mod tests {
                 "a: |\n  text\n# between\nb: 2\n",
                 json!({"a": "text\n", "b": 2, "c": 3}),
                 "a: |\n  text\n# between\nb: 2\nc: 3\n",
+            ),
+        ];
+        for (text, target, expected) in cases {
+            assert_eq!(rewritten(text, target.clone()), *expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn removals_delete_their_lines_and_keep_the_rest() {
+        let cases: &[(&str, Value, &str)] = &[
+            // A block mapping entry, with its nested block value.
+            (
+                "# head\na: 1 # one\nb:\n  c: x\n  d:\n  - 1\ne: 2\n",
+                json!({"a": 1, "b": {"c": "x"}, "e": 2}),
+                "# head\na: 1 # one\nb:\n  c: x\ne: 2\n",
+            ),
+            // Block sequence items, first, middle and last, with their lines.
+            (
+                "list:\n- name: a\n  v: 1\n- name: b\n- {name: c}\n- name: d\n",
+                json!({"list": [{"name": "b"}, {"name": "d"}]}),
+                "list:\n- name: b\n- name: d\n",
+            ),
+            // Removed and added in one sequence.
+            (
+                "list:\n- name: a\n- name: b\n",
+                json!({"list": [{"name": "x"}, {"name": "b"}, {"name": "z"}]}),
+                "list:\n- name: x\n- name: b\n- name: z\n",
+            ),
+            // Flow mapping entries: last, first, and between.
+            (
+                "p: {a: 1, b: 2}\nq: {a: 1, b: 2}\nr: {a: 1, b: 2, c: 3}\n",
+                json!({"p": {"a": 1}, "q": {"b": 2}, "r": {"a": 1, "c": 3}}),
+                "p: {a: 1}\nq: {b: 2}\nr: {a: 1, c: 3}\n",
             ),
         ];
         for (text, target, expected) in cases {

@@ -240,6 +240,137 @@ fn main() -> ExitCode {
     }
 }
 
+/// `llm-injector explain pod/NAME` on a pod the apiserver stored injected,
+/// and `llm-injector uninject` of its `kubectl get -o yaml`.
+fn stored_pod_tools(suite: &mut Suite, plane: &ControlPlane, namespace: &str) {
+    let pod = "uninject-me";
+    let object = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod, "namespace": namespace,
+            "annotations": {"llm.injector.dev/model": "llama-cpu"}},
+        "spec": {"containers": [{"name": "app", "image": "busybox",
+            "env": [{"name": "MODE", "value": "prod"}]}]},
+    });
+    let created = suite.kubectl.with_object(&["create"], &object);
+    if !created.success {
+        suite.report.check(
+            "a pod for explain pod/NAME and uninject is created",
+            Err(created.both()),
+        );
+        return;
+    }
+    let explain = std::process::Command::new(&suite.injector)
+        .args(["explain", &format!("pod/{pod}"), "-n", namespace])
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .output();
+    let result = succeeded_saying(explain, |stdout| stdout.contains("already injected"));
+    suite.report.check(
+        &format!("llm-injector explain pod/{pod} reads the stored pod: already injected"),
+        result,
+    );
+    let stored = suite
+        .kubectl
+        .run(&["get", "pod", pod, "-n", namespace, "-o", "yaml"], None);
+    let result = if stored.success {
+        uninjected(&suite.injector, &stored.stdout)
+    } else {
+        Err(stored.both())
+    };
+    suite.report.check(
+        &format!("llm-injector uninject of the stored pod {pod} removes every llm-* container, volume and env entry and the status"),
+        result,
+    );
+    suite
+        .kubectl
+        .with_object(&["delete", "--wait=false"], &object);
+}
+
+/// The stdout of a command that exited 0 and whose stdout `wanted`
+/// accepts; else both outputs and the exit status.
+pub fn succeeded_saying(
+    output: std::io::Result<std::process::Output>,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let out = output.map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() && wanted(&stdout) {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{}: {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `llm-injector uninject -f -` of `yaml`, checked for leftovers.
+fn uninjected(injector: &Path, yaml: &str) -> Result<String, String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(injector)
+        .args(["uninject", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(yaml.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let pod: Value = serde_yaml::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let mut leftovers = Vec::new();
+    for list in ["initContainers", "containers", "volumes"] {
+        for item in pod["spec"][list].as_array().into_iter().flatten() {
+            if item["name"].as_str().is_some_and(|n| n.starts_with("llm-")) {
+                leftovers.push(format!("spec.{list}: {}", item["name"]));
+            }
+        }
+    }
+    for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        for env in container["env"].as_array().into_iter().flatten() {
+            if env["name"] == "OLLAMA_HOST" {
+                leftovers.push(format!("env OLLAMA_HOST in {}", container["name"]));
+            }
+        }
+    }
+    let app_env: Vec<&str> = pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    if app_env != ["MODE"] {
+        leftovers.push(format!(
+            "the app container's env is {app_env:?}, not its own [MODE]"
+        ));
+    }
+    if pod["metadata"]["annotations"]["llm.injector.dev/status"].is_string() {
+        leftovers.push("the status annotation".to_owned());
+    }
+    if leftovers.is_empty() {
+        Ok(format!(
+            "left: containers {}",
+            pod["spec"]["containers"]
+                .as_array()
+                .map(|c| c
+                    .iter()
+                    .map(|c| c["name"].to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ))
+    } else {
+        Err(leftovers.join("\n"))
+    }
+}
+
 /// `llm-injector check-webhook` (the chart's `helm test`) with the webhook
 /// down: exit 1, naming the apiserver's failure.
 fn check_webhook_down(suite: &mut Suite, plane: &ControlPlane) {
@@ -415,6 +546,7 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
         );
     }
     already_injected(suite)?;
+    stored_pod_tools(suite, plane, TEAM);
     validation::inject_errors(suite);
 
     section("a namespace with Pod Security restricted, a LimitRange max and a ResourceQuota");

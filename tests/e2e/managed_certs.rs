@@ -197,24 +197,14 @@ fn run(
 
 /// What the chart's test pod runs, as its ServiceAccount.
 fn check_webhook(suite: &Suite, plane: &ControlPlane, account: &str) -> Result<String, String> {
-    let out = crate::webhooks::as_service_account(
+    let output = crate::webhooks::as_service_account(
         std::process::Command::new(&suite.injector)
             .args(["check-webhook", "--namespace", RELEASE, "--timeout", "20s"])
             .env("KUBECONFIG", &plane.kubeconfig),
         (RELEASE, account),
     )
-    .output()
-    .map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() && stdout.starts_with("ok:") {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{}: {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    .output();
+    crate::succeeded_saying(output, |stdout| stdout.starts_with("ok:"))
 }
 
 fn apply(suite: &Suite, object: &Value, installed: &mut Vec<Value>) -> Result<(), String> {
