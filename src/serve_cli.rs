@@ -49,16 +49,25 @@ pub struct ServeArgs {
     tls_secret: Option<String>,
     /// Namespace of --tls-secret [default: the pod's own in a cluster, else
     /// the kubeconfig context's].
-    #[arg(long, env = "LLM_INJECTOR_TLS_SECRET_NAMESPACE")]
+    #[arg(
+        long,
+        env = "LLM_INJECTOR_TLS_SECRET_NAMESPACE",
+        requires = "tls_secret"
+    )]
     tls_secret_namespace: Option<String>,
     /// With --tls-secret: the names (or IP addresses) the serving
     /// certificate is for, e.g. the Service's `NAME.NAMESPACE.svc`.
-    #[arg(long, env = "LLM_INJECTOR_TLS_DNS_NAMES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LLM_INJECTOR_TLS_DNS_NAMES",
+        value_delimiter = ',',
+        requires = "tls_secret"
+    )]
     tls_dns_names: Vec<String>,
     /// With --tls-secret: a webhook configuration whose `caBundle` is kept
     /// equal to the Secret's CA bundle (repeatable), e.g.
     /// `mutatingwebhookconfigurations/llm-injector`.
-    #[arg(long, env = "LLM_INJECTOR_WEBHOOK_CONFIGURATIONS", value_delimiter = ',', value_parser = WebhookConfiguration::parse)]
+    #[arg(long, env = "LLM_INJECTOR_WEBHOOK_CONFIGURATIONS", value_delimiter = ',', value_parser = WebhookConfiguration::parse, requires = "tls_secret")]
     webhook_configuration: Vec<WebhookConfiguration>,
     /// With --tls-secret: how long a generated CA is valid.
     #[arg(long, env = "LLM_INJECTOR_CA_VALIDITY", default_value = "3650d", value_parser = parse_validity)]

@@ -347,36 +347,31 @@ impl ManagedCerts {
     ) -> Result<Published, kube::Error> {
         match webhook {
             WebhookConfiguration::Mutating(name) => {
-                publish_into(
-                    Api::<MutatingWebhookConfiguration>::all(client.clone()),
-                    name,
-                    bundle,
-                    |c| {
-                        c.webhooks
-                            .iter_mut()
-                            .flatten()
-                            .map(|w| &mut w.client_config.ca_bundle)
-                            .collect()
-                    },
-                )
-                .await
+                publish_into::<MutatingWebhookConfiguration>(client, name, bundle).await
             }
             WebhookConfiguration::Validating(name) => {
-                publish_into(
-                    Api::<ValidatingWebhookConfiguration>::all(client.clone()),
-                    name,
-                    bundle,
-                    |c| {
-                        c.webhooks
-                            .iter_mut()
-                            .flatten()
-                            .map(|w| &mut w.client_config.ca_bundle)
-                            .collect()
-                    },
-                )
-                .await
+                publish_into::<ValidatingWebhookConfiguration>(client, name, bundle).await
             }
         }
+    }
+}
+
+/// A webhook configuration: the `caBundle` of each of its webhooks.
+trait CaBundles {
+    fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>>;
+}
+
+impl CaBundles for MutatingWebhookConfiguration {
+    fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|w| &mut w.client_config.ca_bundle).collect()
+    }
+}
+
+impl CaBundles for ValidatingWebhookConfiguration {
+    fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|w| &mut w.client_config.ca_bundle).collect()
     }
 }
 
@@ -390,20 +385,25 @@ enum Published {
 /// Sets every webhook's `caBundle` of configuration `name` to `bundle`,
 /// writing only if one differs.
 async fn publish_into<K>(
-    api: Api<K>,
+    client: &Client,
     name: &str,
     bundle: &str,
-    bundles: impl Fn(&mut K) -> Vec<&mut Option<ByteString>>,
 ) -> Result<Published, kube::Error>
 where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + fmt::Debug,
+    K: Resource<DynamicType = ()>
+        + CaBundles
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + fmt::Debug,
 {
+    let api = Api::<K>::all(client.clone());
     let Some(mut config) = api.get_opt(name).await? else {
         return Ok(Published::Missing);
     };
     let wanted = ByteString(bundle.as_bytes().to_vec());
     let mut changed = false;
-    for ca_bundle in bundles(&mut config) {
+    for ca_bundle in config.ca_bundles() {
         if ca_bundle.as_ref() != Some(&wanted) {
             *ca_bundle = Some(wanted.clone());
             changed = true;
