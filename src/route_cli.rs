@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli_common::{LogFormat, init_logging, shutdown_signal};
-use llm_injector::duration::parse_duration;
-use llm_router::{BackendAddr, Router, RouterConfig};
+use llm_injector::duration::{KeepAlive, parse_duration, parse_keep_alive};
+use llm_router::{Affinity, BackendAddr, Limits, Router, RouterConfig};
 
 #[derive(Args, Debug)]
 pub struct RouteArgs {
@@ -40,6 +40,34 @@ pub struct RouteArgs {
     /// After SIGTERM, the longest wait for responses still streaming.
     #[arg(long, env = "LLM_ROUTER_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Inference requests (generate, chat, embed; `/api` and `/v1`) one
+    /// instance serves at once: Ollama's `OLLAMA_NUM_PARALLEL` (1 when
+    /// unset). Beyond it they wait in the router's queue, not in Ollama's
+    /// unbounded one. 0: no limit.
+    #[arg(long, env = "LLM_ROUTER_MAX_IN_FLIGHT", default_value_t = 0)]
+    max_in_flight: usize,
+    /// Inference requests that wait for a free instance when all serve
+    /// their --max-in-flight; one more is answered 503 with Retry-After.
+    #[arg(long, env = "LLM_ROUTER_MAX_QUEUE", default_value_t = 512)]
+    max_queue: usize,
+    /// A request's `keep_alive` shorter than this is raised to it, so a
+    /// client cannot unload a model the platform keeps loaded: the model's
+    /// OLLAMA_KEEP_ALIVE (`-1`: forever, `30m`, `3600`). Unset: passed as sent.
+    #[arg(long, env = "LLM_ROUTER_KEEP_ALIVE_FLOOR", value_parser = parse_floor, allow_hyphen_values = true)]
+    keep_alive_floor: Option<llm_router::KeepAlive>,
+    /// Keeps inference requests on one instance so Ollama's prompt cache
+    /// serves them: `none`, `header:NAME` (the same header value, such as a
+    /// session id) or `prefix[:BYTES]` (the same prompt beginning, 1024
+    /// bytes by default); bounded by --affinity-load-factor.
+    #[arg(long, env = "LLM_ROUTER_AFFINITY", default_value = "none")]
+    affinity: Affinity,
+    /// An instance takes requests of its affinity while it serves fewer than
+    /// this times the average; beyond, they go to the least busy.
+    #[arg(long, env = "LLM_ROUTER_AFFINITY_LOAD_FACTOR", default_value_t = llm_router::DEFAULT_LOAD_FACTOR)]
+    affinity_load_factor: f64,
+    /// The `model_name` label of the vLLM-named metrics (the model served).
+    #[arg(long, env = "LLM_ROUTER_MODEL_NAME", default_value = "")]
+    model_name: String,
     /// Worker threads. 1, the default, runs the router on one thread: the
     /// lowest latency and memory, and far more than an LLM instance can keep
     /// busy. More use more cores.
@@ -50,6 +78,16 @@ pub struct RouteArgs {
     log_format: LogFormat,
 }
 
+/// A keep-alive floor, read as Ollama reads `OLLAMA_KEEP_ALIVE`.
+fn parse_floor(text: &str) -> Result<llm_router::KeepAlive, String> {
+    Ok(match parse_keep_alive(text.trim())? {
+        KeepAlive::Forever => llm_router::KeepAlive::Forever,
+        KeepAlive::Nanos(nanos) => llm_router::KeepAlive::For(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or_default(),
+        )),
+    })
+}
+
 pub fn run(args: RouteArgs) -> Result<(), String> {
     init_logging(args.log_format);
     let mut config = RouterConfig::new(args.listen, args.backends);
@@ -58,6 +96,14 @@ pub fn run(args: RouteArgs) -> Result<(), String> {
     config.health_timeout = args.health_timeout;
     config.connect_timeout = args.connect_timeout;
     config.drain_timeout = args.drain_timeout;
+    config.limits = Limits {
+        per_instance: args.max_in_flight,
+        max_queue: args.max_queue,
+    };
+    config.keep_alive_floor = args.keep_alive_floor;
+    config.affinity = args.affinity;
+    config.load_factor = args.affinity_load_factor;
+    config.model_name = args.model_name;
     config.validate()?;
     let mut builder = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()

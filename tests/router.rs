@@ -892,3 +892,301 @@ async fn the_route_binary_refuses_bad_flags() {
         assert!(stderr.contains("error"), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_serve_their_limit_and_a_full_queue_sheds_load() {
+    let a = FakeOllama::start("a").await;
+    let router = RunningRouter::start(&[a.addr], |config| {
+        config.limits = llm_router::Limits {
+            per_instance: 1,
+            max_queue: 1,
+        };
+        config.model_name = "m".to_owned();
+    })
+    .await;
+    // The first holds the one slot (its stream waits at the gate).
+    let mut first = open(router.addr).await;
+    let held = first
+        .send_request(post_json(
+            "/api/generate",
+            &json!({"model": "m", "gate": true, "chunks": 2}),
+        ))
+        .await
+        .expect("first answer");
+    assert_eq!(held.status(), 200);
+    // The second waits in the router, not in Ollama.
+    let second = tokio::spawn(send(
+        router.addr,
+        post_json("/api/generate", &json!({"model": "m", "chunks": 1})),
+    ));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            a.state.requests() == 1 && !second.is_finished()
+        })
+        .await
+    );
+    let running = r#"vllm:num_requests_running{model_name="m"}"#;
+    let waiting = r#"vllm:num_requests_waiting{model_name="m"}"#;
+    let mut queued = false;
+    for _ in 0..100 {
+        if router.metric(waiting).await == Some(1.0) {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(queued, "the second request is not counted as waiting");
+    assert_eq!(router.metric(running).await, Some(1.0));
+    assert_eq!(
+        a.state.requests(),
+        1,
+        "the instance got a request beyond its limit"
+    );
+    // The third finds the queue full: 503 at once, with Retry-After.
+    let (status, headers, body) = send(
+        router.addr,
+        post_json("/api/chat", &json!({"model": "m", "messages": []})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("server busy") && message.contains("queue is full"),
+        "{message}"
+    );
+    // Requests that hold no slot are not held back.
+    let (status, _, _) = send(router.addr, get_request("/api/tags")).await.unwrap();
+    assert_eq!(status, 200);
+    // The slot frees when the first answer ends: the second goes on.
+    a.state.gate.add_permits(1);
+    let body = held.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.ends_with(b"}\n"));
+    let (status, _, _) = second.await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(a.state.requests(), 3);
+    assert_eq!(router.metric(running).await, Some(0.0));
+    assert_eq!(router.metric(waiting).await, Some(0.0));
+    assert_eq!(
+        router
+            .metric(r#"llm_router_proxy_errors_total{backend="",reason="queue_full"}"#)
+            .await,
+        Some(1.0)
+    );
+    // Every inference request's wait is measured, the one that waited too.
+    assert_eq!(
+        router.metric("llm_router_queue_wait_seconds_count").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        router
+            .metric(r#"llm_router_queue_wait_seconds_bucket{le="0.001"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_model_stays_pinned() {
+    let a = FakeOllama::start("a").await;
+    let router = RunningRouter::start(&[a.addr], |config| {
+        config.keep_alive_floor = Some(llm_router::KeepAlive::Forever);
+    })
+    .await;
+    // An unload request (empty prompt, keep_alive 0) keeps the model loaded.
+    let (status, _, _) = send(
+        router.addr,
+        post_json(
+            "/api/generate",
+            &json!({"model": "m", "prompt": "", "keep_alive": 0, "chunks": 0}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let sent: Value =
+        serde_json::from_slice(a.state.generate_bodies.lock().unwrap().last().unwrap()).unwrap();
+    assert_eq!(sent["keep_alive"], json!(-1));
+    assert_eq!(sent["prompt"], json!(""));
+    // The length follows the new body; other requests pass as they were.
+    let embed = json!({"model": "m", "input": "x", "keep_alive": "5m"});
+    let (status, _, _) = send(router.addr, post_json("/api/embed", &embed))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let recorded = a.state.last_recorded();
+    let sent: Value = serde_json::from_slice(&recorded.body).unwrap();
+    assert_eq!(sent, json!({"model": "m", "input": "x", "keep_alive": -1}));
+    assert_eq!(
+        recorded.headers[header::CONTENT_LENGTH],
+        recorded.body.len().to_string()
+    );
+    let forever = json!({"model": "m", "input": "x", "keep_alive": -1});
+    send(router.addr, post_json("/api/embed", &forever))
+        .await
+        .unwrap();
+    assert_eq!(a.state.last_recorded().body, forever.to_string());
+    assert_eq!(
+        router.metric("llm_router_keep_alive_raised_total").await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_measured_under_vllm_names_on_the_proxy_port() {
+    let a = FakeOllama::start("a").await;
+    let router = RunningRouter::start(&[a.addr], |config| {
+        config.model_name = "qwen3:0.6b".to_owned();
+    })
+    .await;
+    let (status, _, body) = send(
+        router.addr,
+        post_json(
+            "/api/generate",
+            &json!({"model": "m", "chunks": 4, "chunk_delay_ms": 5}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body.split(|b| *b == b'\n').count(), 6);
+    // Gateways read a model server's metrics on its serving port.
+    let (status, headers, text) = send(router.addr, get_request("/metrics")).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    let model = r#"{model_name="qwen3:0.6b"}"#;
+    let backend = format!(r#"{{backend="{}"}}"#, a.addr);
+    for (series, want) in [
+        (
+            format!("vllm:time_to_first_token_seconds_count{model}"),
+            1.0,
+        ),
+        (
+            format!("vllm:e2e_request_latency_seconds_count{model}"),
+            1.0,
+        ),
+        (format!("vllm:generation_tokens_total{model}"), 4.0),
+        (format!("vllm:prompt_tokens_total{model}"), 7.0),
+        (format!("vllm:num_requests_running{model}"), 0.0),
+        // 4 tokens in 40 ms (eval_duration).
+        (
+            format!("llm_router_output_tokens_per_second_sum{backend}"),
+            100.0,
+        ),
+        (format!("llm_router_output_tokens_total{backend}"), 4.0),
+        (
+            format!("llm_router_time_to_first_token_seconds_count{backend}"),
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            metric_value(&text, &series),
+            Some(want),
+            "{series} in\n{text}"
+        );
+    }
+    // The answer took its chunks' time, and its first byte came before that.
+    let duration = metric_value(
+        &text,
+        &format!("llm_router_request_duration_seconds_sum{backend}"),
+    )
+    .unwrap();
+    let ttft = metric_value(
+        &text,
+        &format!("llm_router_time_to_first_token_seconds_sum{backend}"),
+    )
+    .unwrap();
+    assert!(
+        duration >= 0.02 && ttft < duration,
+        "ttft {ttft} duration {duration}"
+    );
+    // Requests that are not inference are not timed as such.
+    send(router.addr, get_request("/api/tags")).await.unwrap();
+    assert_eq!(
+        router
+            .metric(&format!("vllm:e2e_request_latency_seconds_count{model}"))
+            .await,
+        Some(1.0)
+    );
+}
+
+/// The instance that answered each of `bodies` (generate requests) with `headers`.
+async fn answered_by(
+    router: &RunningRouter,
+    bodies: &[Value],
+    headers: &[(&str, &str)],
+) -> Vec<String> {
+    let mut backends = Vec::new();
+    for body in bodies {
+        let mut request = post_json("/api/generate", body);
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                header::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let (status, _, answer) = send(router.addr, request).await.unwrap();
+        assert_eq!(status, 200);
+        backends.push(backend_of(answer.split(|b| *b == b'\n').next().unwrap()));
+    }
+    backends
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_keeps_a_session_or_a_prompt_on_one_instance() {
+    let fakes = [
+        FakeOllama::start("a").await,
+        FakeOllama::start("b").await,
+        FakeOllama::start("c").await,
+    ];
+    let addrs: Vec<SocketAddr> = fakes.iter().map(|f| f.addr).collect();
+    let body = json!({"model": "m", "chunks": 1});
+
+    // Without affinity, one client's requests spread.
+    let router = RunningRouter::start(&addrs, |_| {}).await;
+    let spread = answered_by(&router, &vec![body.clone(); 6], &[]).await;
+    assert!(spread.iter().any(|b| *b != spread[0]), "{spread:?}");
+    drop(router);
+
+    // A session header: all on one instance; sessions spread over them.
+    let router = RunningRouter::start(&addrs, |config| {
+        config.affinity = "header:X-Session-Id".parse().unwrap();
+    })
+    .await;
+    let one = answered_by(&router, &vec![body.clone(); 6], &[("x-session-id", "s1")]).await;
+    assert!(one.iter().all(|b| *b == one[0]), "{one:?}");
+    let mut homes = std::collections::HashSet::new();
+    for session in 0..12 {
+        let session = format!("session-{session}");
+        homes.extend(
+            answered_by(
+                &router,
+                std::slice::from_ref(&body),
+                &[("x-session-id", &session)],
+            )
+            .await,
+        );
+    }
+    assert!(homes.len() > 1, "every session on {homes:?}");
+    drop(router);
+
+    // A prompt prefix: the same system prompt, other questions, one instance.
+    let router = RunningRouter::start(&addrs, |config| {
+        config.affinity = "prefix:64".parse().unwrap();
+    })
+    .await;
+    let system = "You answer questions about the product catalogue, briefly. ".repeat(2);
+    let bodies: Vec<Value> = (0..6)
+        .map(|i| json!({"model": "m", "chunks": 1, "system": system, "prompt": format!("question {i}")}))
+        .collect();
+    let same = answered_by(&router, &bodies, &[]).await;
+    assert!(same.iter().all(|b| *b == same[0]), "{same:?}");
+}

@@ -12,6 +12,7 @@ use axum::routing::get;
 
 use super::metrics::Metrics;
 use super::pool::Pool;
+use super::proxy::OPENMETRICS;
 
 /// What the admin routes read.
 #[derive(Clone)]
@@ -55,10 +56,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 
 async fn metrics(State(state): State<AdminState>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, OPENMETRICS)],
         state.metrics.encode(&state.pool),
     )
         .into_response()

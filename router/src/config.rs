@@ -6,7 +6,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hyper::Uri;
+use hyper::header::HeaderName;
 use hyper::http::uri::{Authority, InvalidUriParts, Parts, PathAndQuery, Scheme};
+
+use super::inference::KeepAlive;
+use super::pool::{DEFAULT_LOAD_FACTOR, Limits};
 
 /// Ollama's default port, used when a backend names none.
 pub const OLLAMA_DEFAULT_PORT: u16 = 11434;
@@ -93,6 +97,55 @@ impl FromStr for BackendAddr {
     }
 }
 
+/// How inference requests are kept on the same instance, so that Ollama's
+/// prompt cache (the KV cache of a slot, reused for a prompt that begins
+/// the same) serves them. Bounded: an instance over its share of the load
+/// takes no more keyed requests, which then go to the least busy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Affinity {
+    /// The least busy instance, always.
+    #[default]
+    None,
+    /// Requests with the same value of this header (a session or user id)
+    /// go to the same instance.
+    Header(HeaderName),
+    /// Requests whose prompt begins with the same `bytes` bytes (system
+    /// prompt, then the prompt or the messages) go to the same instance.
+    Prefix { bytes: usize },
+}
+
+/// Prompt bytes of prefix affinity when none are given.
+pub const DEFAULT_PREFIX_BYTES: usize = 1024;
+
+impl FromStr for Affinity {
+    type Err = String;
+
+    /// `none`, `header:NAME` or `prefix[:BYTES]`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let wrong = || {
+            format!(
+                "{text:?} is not an affinity: use none, header:NAME (for example header:X-Session-Id) or prefix[:BYTES] (for example prefix:1024)"
+            )
+        };
+        match text.trim().split_once(':') {
+            None if text.trim() == "none" => Ok(Affinity::None),
+            None if text.trim() == "prefix" => Ok(Affinity::Prefix {
+                bytes: DEFAULT_PREFIX_BYTES,
+            }),
+            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Affinity::Header)
+                .map_err(|_| format!("{text:?}: {name:?} is not a header name")),
+            Some(("prefix", bytes)) => match bytes.trim().parse::<usize>() {
+                Ok(bytes) if (1..=1 << 20).contains(&bytes) => Ok(Affinity::Prefix { bytes }),
+                _ => Err(format!(
+                    "{text:?}: the prefix is a number of bytes from 1 to 1048576"
+                )),
+            },
+            _ => Err(wrong()),
+        }
+    }
+}
+
 /// Everything `route` is configured with.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -112,6 +165,18 @@ pub struct RouterConfig {
     pub pool_idle_timeout: Duration,
     /// After the shutdown signal, the longest wait for in-flight responses.
     pub drain_timeout: Duration,
+    /// Inference requests per instance at once and the queue behind them.
+    pub limits: Limits,
+    /// A request's `keep_alive` shorter than this is raised to it (the
+    /// model's own, so a model kept loaded stays loaded).
+    pub keep_alive_floor: Option<KeepAlive>,
+    /// How inference requests are kept on the same instance.
+    pub affinity: Affinity,
+    /// Affinity's bound: an instance takes keyed requests while it serves
+    /// fewer than this times the average.
+    pub load_factor: f64,
+    /// The `model_name` label of the vLLM-named metrics.
+    pub model_name: String,
 }
 
 impl RouterConfig {
@@ -126,6 +191,11 @@ impl RouterConfig {
             connect_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(25),
+            limits: Limits::NONE,
+            keep_alive_floor: None,
+            affinity: Affinity::None,
+            load_factor: DEFAULT_LOAD_FACTOR,
+            model_name: String::new(),
         }
     }
 
@@ -149,6 +219,12 @@ impl RouterConfig {
             if value.is_zero() {
                 return Err(format!("the {name} must be above zero"));
             }
+        }
+        if !(self.load_factor >= 1.0 && self.load_factor <= 100.0) {
+            return Err(format!(
+                "the affinity load factor {} is not from 1 to 100 (1.25: an instance takes keyed requests while it serves under 1.25 times the average)",
+                self.load_factor
+            ));
         }
         Ok(())
     }
@@ -213,6 +289,33 @@ mod tests {
     }
 
     #[test]
+    fn affinities() {
+        let cases = [
+            ("none", Ok(Affinity::None)),
+            (
+                "header:X-Session-Id",
+                Ok(Affinity::Header(HeaderName::from_static("x-session-id"))),
+            ),
+            ("prefix", Ok(Affinity::Prefix { bytes: 1024 })),
+            ("prefix:256", Ok(Affinity::Prefix { bytes: 256 })),
+            ("prefix:0", Err(())),
+            ("prefix:2000000", Err(())),
+            ("prefix:many", Err(())),
+            ("header:", Err(())),
+            ("header:a b", Err(())),
+            ("session", Err(())),
+            ("", Err(())),
+        ];
+        for (text, want) in cases {
+            let got = text.parse::<Affinity>();
+            match want {
+                Ok(affinity) => assert_eq!(got, Ok(affinity), "{text:?}"),
+                Err(()) => assert!(got.is_err(), "{text:?} was accepted: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn validation() {
         let a: BackendAddr = "127.0.0.1:1".parse().unwrap();
         let b: BackendAddr = "127.0.0.1:2".parse().unwrap();
@@ -228,9 +331,14 @@ mod tests {
         let mut zero = good.clone();
         zero.health_timeout = Duration::ZERO;
         cases.push(zero);
-        let mut zero = good;
+        let mut zero = good.clone();
         zero.connect_timeout = Duration::ZERO;
         cases.push(zero);
+        for factor in [0.5, 0.99, f64::NAN, 101.0] {
+            let mut wrong = good.clone();
+            wrong.load_factor = factor;
+            cases.push(wrong);
+        }
         for config in cases {
             assert!(config.validate().is_err(), "{config:?}");
         }

@@ -72,13 +72,17 @@ pub async fn check(
 }
 
 /// Checks every instance at once and updates the pool.
-pub async fn check_all(pool: &Pool, client: &HealthClient, timeout: Duration) {
-    let checks = pool.backends().iter().map(|backend| async move {
-        match check(client, backend, timeout).await {
-            Ok(()) => backend.mark_up(),
-            Err(reason) => backend.mark_down(&reason),
-        }
-    });
+pub async fn check_all(pool: &Arc<Pool>, client: &HealthClient, timeout: Duration) {
+    let checks = pool
+        .backends()
+        .iter()
+        .enumerate()
+        .map(|(index, backend)| async move {
+            match check(client, backend, timeout).await {
+                Ok(()) => pool.mark_up(index),
+                Err(reason) => pool.mark_down(index, &reason),
+            }
+        });
     futures::future::join_all(checks).await;
 }
 

@@ -19,13 +19,17 @@
 mod admin;
 mod body;
 mod config;
+pub mod go_duration;
 mod health;
+mod inference;
 mod listener;
 mod metrics;
 pub mod net;
+mod observe;
 mod once_body;
 mod pool;
 mod proxy;
+mod request_body;
 mod upstream;
 
 use std::future::Future;
@@ -37,10 +41,14 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 pub use admin::{AdminState, admin_router};
-pub use config::{BackendAddr, OLLAMA_DEFAULT_PORT, RouterConfig};
-pub use metrics::{ErrorReason, Metrics};
-pub use pool::{Backend, InFlight, Pool, least_loaded};
-pub use proxy::{Proxy, strip_hop_by_hop};
+pub use config::{Affinity, BackendAddr, DEFAULT_PREFIX_BYTES, OLLAMA_DEFAULT_PORT, RouterConfig};
+pub use inference::KeepAlive;
+pub use metrics::{ErrorReason, Metrics, TokenStats};
+pub use pool::{
+    Backend, DEFAULT_LOAD_FACTOR, InFlight, Limits, Pool, Refusal, affinity_bound, least_loaded,
+    rendezvous_score,
+};
+pub use proxy::{Proxy, ProxyOptions, strip_hop_by_hop};
 
 /// Why the router could not start.
 #[derive(Debug, Error)]
@@ -80,10 +88,14 @@ impl Router {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let pool = Arc::new(Pool::new(config.backends.iter().cloned()));
+        let pool = Arc::new(Pool::with_limits(
+            config.backends.iter().cloned(),
+            config.limits,
+            config.load_factor,
+        ));
         let health_client = health::client(config.connect_timeout);
         health::check_all(&pool, &health_client, config.health_timeout).await;
-        let metrics = Arc::new(Metrics::new(&pool));
+        let metrics = Arc::new(Metrics::new(&pool, &config.model_name));
         Ok(Router {
             listener,
             admin,
@@ -143,12 +155,13 @@ impl Router {
             )
         });
 
-        let proxy = Arc::new(proxy::Proxy::new(
-            pool,
-            metrics,
-            config.connect_timeout,
-            config.pool_idle_timeout,
-        ));
+        let options = ProxyOptions {
+            keep_alive_floor: config.keep_alive_floor,
+            affinity: config.affinity.clone(),
+            idle_timeout: config.pool_idle_timeout,
+            connect_timeout: config.connect_timeout,
+        };
+        let proxy = Arc::new(proxy::Proxy::new(pool, metrics, &options));
         let stop = async move {
             shutdown.await;
             shutting_down.store(true, Ordering::Release);

@@ -20,8 +20,9 @@ use tokio::net::TcpStream;
 
 use super::config::BackendAddr;
 use super::once_body::OnceBody;
+use super::request_body::ClientBody;
 
-type Sender = SendRequest<OnceBody<Incoming>>;
+type Sender = SendRequest<OnceBody<ClientBody>>;
 
 struct Idle {
     sender: Sender,
@@ -93,7 +94,7 @@ impl Upstream {
         &self,
         index: usize,
         addr: &BackendAddr,
-        mut request: Request<OnceBody<Incoming>>,
+        mut request: Request<OnceBody<ClientBody>>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         while let Some(mut sender) = self.idle(index) {
             if sender.ready().await.is_err() {

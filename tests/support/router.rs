@@ -58,6 +58,8 @@ pub struct FakeState {
     pub version_ok: AtomicBool,
     /// TCP connections accepted (health checks' included).
     pub connections: AtomicUsize,
+    /// Bodies of `/api/generate` requests, in order.
+    pub generate_bodies: Mutex<Vec<Bytes>>,
 }
 
 impl FakeState {
@@ -74,6 +76,7 @@ impl FakeState {
             recorded: Mutex::new(Vec::new()),
             version_ok: AtomicBool::new(true),
             connections: AtomicUsize::new(0),
+            generate_bodies: Mutex::new(Vec::new()),
         })
     }
 
@@ -261,7 +264,8 @@ impl Drop for DropWatch {
 pub fn generate_line(backend: &str, i: usize, done: bool) -> String {
     if done {
         format!(
-            r#"{{"model":"m","backend":"{backend}","response":"","done":true,"eval_count":{i}}}"#
+            r#"{{"model":"m","backend":"{backend}","response":"","done":true,"prompt_eval_count":7,"eval_count":{i},"eval_duration":{}}}"#,
+            i * 10_000_000
         ) + "\n"
     } else {
         format!(r#"{{"model":"m","backend":"{backend}","response":"tok{i}","done":false}}"#) + "\n"
@@ -270,6 +274,7 @@ pub fn generate_line(backend: &str, i: usize, done: bool) -> String {
 
 async fn generate(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    state.generate_bodies.lock().unwrap().push(body.clone());
     let request: GenerateRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
