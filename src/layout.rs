@@ -27,6 +27,10 @@ pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccoun
 pub const CLAIM_PREFIX: &str = "llm-gpu-";
 /// Name of the request router sidecar of pods with data parallelism.
 pub const ROUTER_CONTAINER: &str = "llm-router";
+
+/// Name of the `llm-router`'s container port when it is exposed on the pod's
+/// IP (`routing.expose`).
+pub const ROUTER_PORT_NAME: &str = "llm-http";
 /// The uid and gid the injected containers run as by default: not root, and
 /// not a user of the ollama image (which has none besides root; Ollama needs
 /// no account, only a writable `$HOME`, `$TMPDIR` and `$OLLAMA_MODELS`, all
@@ -51,12 +55,22 @@ pub const RESERVED_ENGINE_ENV: &[&str] = &[
     "NVIDIA_VISIBLE_DEVICES",
 ];
 
-/// The last loopback port the containers injected for `instances` engine
-/// instances on base port `port` listen on: the engines take
-/// `port..port + instances - 1`; with more than one instance the `llm-router`
-/// and its admin endpoint take the next two ports. (`i64`: it may pass 65535,
-/// which validation refuses.)
-pub fn last_injected_port(port: i32, instances: i32) -> i64 {
-    let router_ports = if instances > 1 { 2 } else { 0 };
+/// The last port of the range the containers injected for `instances`
+/// engine instances on base port `port` take: the engines take
+/// `port..port + instances - 1`; with the `llm-router` (`router`), it and its
+/// admin endpoint take the next two ports (an exposed router serves on its
+/// own port instead, and the first of the two stays free). (`i64`: it may
+/// pass 65535, which validation refuses.)
+pub fn last_injected_port(port: i32, instances: i32, router: bool) -> i64 {
+    let router_ports = if router { 2 } else { 0 };
     i64::from(port) + i64::from(instances) - 1 + router_ports
 }
+
+/// Inference requests one Ollama instance serves at once when
+/// `OLLAMA_NUM_PARALLEL` is unset: 1 (Ollama 0.12.6 envconfig/config.go line
+/// 244; server/sched.go line 397 takes at least 1).
+pub const OLLAMA_DEFAULT_NUM_PARALLEL: i32 = 1;
+
+/// Requests Ollama queues when `OLLAMA_MAX_QUEUE` is unset: 512
+/// (envconfig/config.go line 248). The router's queue takes the same bound.
+pub const OLLAMA_DEFAULT_MAX_QUEUE: i32 = 512;

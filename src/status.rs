@@ -266,10 +266,7 @@ pub fn model_status(
         gpus_per_instance,
         gpus_per_pod: gpus_per_instance.map(|g| g.saturating_mul(instances)),
         vendor: engine.map(|e| e.spec.accelerator.vendor),
-        endpoint_port: engine.map(|e| {
-            let router = if instances > 1 { instances } else { 0 };
-            e.spec.port.saturating_add(router)
-        }),
+        endpoint_port: engine.map(|e| model.spec.endpoint_port(e.spec.port)),
         pods: Some(counts),
     }
 }

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use llm_injector::crd::{
-    Accelerator, Allocation, DraAllocation, EngineRef, LLMEngine, LLMEngineSpec, LLMModel,
-    LLMModelSpec, Parallelism, Serving, Vendor,
+    Accelerator, Affinity, Allocation, DraAllocation, EngineRef, Expose, LLMEngine, LLMEngineSpec,
+    LLMModel, LLMModelSpec, Parallelism, RouterMode, Routing, Serving, Vendor,
 };
 use llm_injector::{
     Catalog, InjectOptions, Injector, MODEL_ANNOTATION, ModelLookup, Outcome, STATUS_ANNOTATION,
@@ -209,8 +209,11 @@ fn model(name: &'static str) -> impl Strategy<Value = LLMModel> {
             prop::collection::vec(prop::sample::select(vec!["0", "1", "2", "3"]), 0..3),
         ),
         prop::option::of(1i32..8),
+        // The router's settings: none, always, exposed (on a free port or
+        // on an engine's), with an affinity.
+        prop::option::weighted(0.3, (0u8..4, prop::bool::ANY)),
     )
-        .prop_map(move |(engine, model, data, devices, parallel)| {
+        .prop_map(move |(engine, model, data, devices, parallel, routing)| {
             let mut m = LLMModel::new(
                 name,
                 LLMModelSpec {
@@ -229,6 +232,19 @@ fn model(name: &'static str) -> impl Strategy<Value = LLMModel> {
                         ..Default::default()
                     }),
                     client_env: Vec::new(),
+                    routing: routing.map(|(shape, affinity)| Routing {
+                        router: (shape == 1).then_some(RouterMode::Always),
+                        expose: match shape {
+                            2 => Some(Expose { port: None }),
+                            3 => Some(Expose { port: Some(11435) }),
+                            _ => None,
+                        },
+                        client_keep_alive: None,
+                        affinity: affinity.then(|| Affinity {
+                            header: Some("x-session-id".to_owned()),
+                            prompt_prefix_bytes: None,
+                        }),
+                    }),
                     facts: None,
                 },
             );

@@ -34,8 +34,9 @@ pub use engine::{
     Runtime, Vendor,
 };
 pub use model::{
-    DEVICE_VISIBILITY_ENV, EngineRef, LLMModel, LLMModelSpec, ModelArchitecture, ModelFacts,
-    Parallelism, STANDARD_CLIENT_ENV, Serving,
+    Affinity, ClientKeepAlive, DEFAULT_EXPOSED_PORT, DEVICE_VISIBILITY_ENV, EngineRef, Expose,
+    LLMModel, LLMModelSpec, ModelArchitecture, ModelFacts, Parallelism, RouterMode, Routing,
+    STANDARD_CLIENT_ENV, Serving,
 };
 pub use status::{LLMEngineStatus, LLMModelStatus, PodCounts};
 

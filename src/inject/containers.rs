@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, ExecAction, PodResourceClaim, Probe, ResourceClaim,
-    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, ExecAction, PodResourceClaim, Probe,
+    ResourceClaim, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -15,7 +15,7 @@ use super::plan::Plan;
 use crate::crd::{Allocation, Vendor};
 use crate::layout::{
     CLAIM_PREFIX, ENGINE_CONTAINER_PREFIX, INJECTED_UID, MODEL_MOUNT_PATH, MODEL_VOLUME,
-    NO_TOKEN_VOLUME, PULL_CONTAINER, ROUTER_CONTAINER, TOKEN_MOUNT_PATH,
+    NO_TOKEN_VOLUME, PULL_CONTAINER, ROUTER_CONTAINER, ROUTER_PORT_NAME, TOKEN_MOUNT_PATH,
 };
 
 /// Path of the llm-injector binary in its image (the router image).
@@ -226,14 +226,21 @@ pub fn engine_container(plan: &Plan, instance: i32) -> Container {
 }
 
 /// The `llm-router` native sidecar, after the engines, when the plan has one:
-/// `llm-injector route` spreading requests over the engine instances. Its
-/// probes run the same binary against its loopback admin endpoint.
+/// `llm-injector route` in front of the engine instances, with the model's
+/// limits (`OLLAMA_NUM_PARALLEL` per instance, the queue), keep-alive floor
+/// and affinity. Its probes run the same binary against its loopback admin
+/// endpoint.
 pub fn router_container(plan: &Plan) -> Option<Container> {
     let router = plan.router.as_ref()?;
+    let host = if router.exposed {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    };
     let mut args = vec![
         "route".to_owned(),
         "--listen".to_owned(),
-        format!("127.0.0.1:{}", router.port),
+        format!("{host}:{}", router.port),
         "--admin-listen".to_owned(),
         format!("127.0.0.1:{}", router.admin_port),
     ];
@@ -241,6 +248,23 @@ pub fn router_container(plan: &Plan) -> Option<Container> {
         args.push("--backend".to_owned());
         args.push(format!("127.0.0.1:{}", plan.instance_port(instance)));
     }
+    args.push(format!("--max-in-flight={}", router.max_in_flight));
+    args.push(format!("--max-queue={}", router.max_queue));
+    if let Some(floor) = &router.keep_alive_floor {
+        args.push(format!("--keep-alive-floor={floor}"));
+    }
+    if let Some(affinity) = &router.affinity {
+        args.push(format!("--affinity={affinity}"));
+    }
+    args.push(format!("--model-name={}", plan.ollama_model));
+    let ports = router.exposed.then(|| {
+        vec![ContainerPort {
+            name: Some(ROUTER_PORT_NAME.to_owned()),
+            container_port: router.port,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]
+    });
     let probe = |path: &str, period: i32| Probe {
         exec: Some(exec_probe(&[
             ROUTER_BINARY,
@@ -257,6 +281,7 @@ pub fn router_container(plan: &Plan) -> Option<Container> {
         name: ROUTER_CONTAINER.to_owned(),
         image: Some(router.image.to_owned()),
         args: Some(args),
+        ports,
         env: Some(vec![env("NVIDIA_VISIBLE_DEVICES", "void")]),
         volume_mounts: Some(vec![no_token_mount()]),
         resources: Some(ResourceRequirements {

@@ -8,8 +8,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{InjectError, InjectOptions};
 use crate::crd::{Allocation, LLMEngine, LLMModel, ModelStore, Vendor};
+use crate::crd::{ClientKeepAlive, Routing};
 pub use crate::crd::{DefaultResources, ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES};
-use crate::layout::last_injected_port;
+use crate::layout::{OLLAMA_DEFAULT_MAX_QUEUE, OLLAMA_DEFAULT_NUM_PARALLEL, last_injected_port};
 use crate::validate::{Report, validate_engine, validate_model_on};
 
 /// `given` with a request and a limit for cpu and memory, so neither a
@@ -53,14 +54,29 @@ fn model_store_request(store: &ModelStore) -> Option<Quantity> {
     empty_dir.size_limit.clone()
 }
 
-/// The `llm-router` sidecar of a pod with data parallelism.
+/// The `llm-router` sidecar (with data parallelism, or asked for by the
+/// model's `routing`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterPlan {
     pub image: String,
-    /// Where user containers reach the model: the router's loopback port.
+    /// Where user containers reach the model: the router's port.
     pub port: i32,
     /// The router's loopback admin port (`/readyz`, `/livez`, `/metrics`).
     pub admin_port: i32,
+    /// `port` is served on every address of the pod (`routing.expose`), not
+    /// only on loopback, and declared as the container port `llm-http`.
+    pub exposed: bool,
+    /// Inference requests per instance at once: `serving.parallelRequests`,
+    /// else Ollama's default.
+    pub max_in_flight: i32,
+    /// Inference requests waiting when every instance is full:
+    /// `serving.maxQueue`, else Ollama's default.
+    pub max_queue: i32,
+    /// A request's shorter `keep_alive` is raised to this (`serving.keepAlive`),
+    /// unless `routing.clientKeepAlive` is `Pass`.
+    pub keep_alive_floor: Option<String>,
+    /// The router's `--affinity` (`header:NAME`, `prefix:BYTES`), if any.
+    pub affinity: Option<String>,
 }
 
 /// Everything the builders need, derived from a model and its engine.
@@ -194,10 +210,26 @@ impl Plan {
                 .unwrap_or_else(super::containers::restricted_security_context),
             pull_uid: None,
             client_env: spec.client_env.clone(),
-            router: (instances > 1).then(|| RouterPlan {
-                image: options.router_image.clone(),
-                port: port + instances,
-                admin_port: port + instances + 1,
+            router: spec.has_router().then(|| {
+                let routing = spec.routing.clone().unwrap_or_default();
+                let keep_alive = serving
+                    .and_then(|s| s.keep_alive.as_deref())
+                    .unwrap_or("-1");
+                RouterPlan {
+                    image: options.router_image.clone(),
+                    port: spec.endpoint_port(port),
+                    admin_port: port + instances + 1,
+                    exposed: spec.exposed_port().is_some(),
+                    max_in_flight: serving
+                        .and_then(|s| s.parallel_requests)
+                        .unwrap_or(OLLAMA_DEFAULT_NUM_PARALLEL),
+                    max_queue: serving
+                        .and_then(|s| s.max_queue)
+                        .unwrap_or(OLLAMA_DEFAULT_MAX_QUEUE),
+                    keep_alive_floor: (routing.client_keep_alive != Some(ClientKeepAlive::Pass))
+                        .then(|| keep_alive.to_owned()),
+                    affinity: router_affinity(&routing),
+                }
             }),
         })
     }
@@ -212,6 +244,11 @@ impl Plan {
         format!("http://127.0.0.1:{}", self.instance_port(instance))
     }
 
+    /// Whether the pod gets the `llm-router`.
+    pub fn has_router(&self) -> bool {
+        self.router.is_some()
+    }
+
     /// The one endpoint user containers use: the router when there is one,
     /// else the only engine instance.
     pub fn endpoint_url(&self) -> String {
@@ -224,7 +261,12 @@ impl Plan {
     /// The last loopback port the injected containers listen on.
     pub fn last_port(&self) -> i32 {
         // Validation keeps it below 65536.
-        i32::try_from(last_injected_port(self.port, self.instances)).unwrap_or(i32::MAX)
+        i32::try_from(last_injected_port(
+            self.port,
+            self.instances,
+            self.has_router(),
+        ))
+        .unwrap_or(i32::MAX)
     }
 
     /// What listens on a loopback port of this plan, if anything.
@@ -242,6 +284,16 @@ impl Plan {
             }
             _ => None,
         }
+    }
+}
+
+/// The router's `--affinity` for the model's `routing.affinity`.
+fn router_affinity(routing: &Routing) -> Option<String> {
+    let affinity = routing.affinity.as_ref()?;
+    match (&affinity.header, affinity.prompt_prefix_bytes) {
+        (Some(header), _) => Some(format!("header:{header}")),
+        (None, Some(bytes)) => Some(format!("prefix:{bytes}")),
+        (None, None) => None,
     }
 }
 
@@ -286,6 +338,7 @@ mod tests {
                 devices: devices.map(|d| d.iter().map(|s| (*s).to_owned()).collect()),
                 serving: None,
                 client_env: Vec::new(),
+                routing: None,
                 facts: None,
             },
         )
@@ -415,6 +468,11 @@ mod tests {
                 image: "example.com/injector:1".to_owned(),
                 port: 11436,
                 admin_port: 11437,
+                exposed: false,
+                max_in_flight: 1,
+                max_queue: 512,
+                keep_alive_floor: Some("-1".to_owned()),
+                affinity: None,
             })
         );
         assert_eq!(plan.endpoint_url(), "http://127.0.0.1:11436");
@@ -430,6 +488,89 @@ mod tests {
                 Some("the llm-router's admin endpoint".to_owned()),
                 None,
             ]
+        );
+    }
+
+    #[test]
+    fn routing_asks_for_the_router_and_sets_it_up() {
+        use crate::crd::{Affinity, ClientKeepAlive, Expose, RouterMode, Routing, Serving};
+        let e = engine(Vendor::Nvidia);
+        let options = InjectOptions::default();
+        let routed = |data: i32, routing: Routing, serving: Option<Serving>| {
+            let mut m = model(Some(1), data, None);
+            m.spec.routing = Some(routing);
+            m.spec.serving = serving;
+            Plan::new(&m, &e, &options).unwrap()
+        };
+        // Always: one instance behind the router, on the port after it.
+        let always = Routing {
+            router: Some(RouterMode::Always),
+            ..Routing::default()
+        };
+        let plan = routed(1, always.clone(), None);
+        let router = plan.router.clone().expect("a router");
+        assert_eq!((router.port, router.admin_port), (11435, 11436));
+        assert!(!router.exposed);
+        assert_eq!(plan.endpoint_url(), "http://127.0.0.1:11435");
+        assert_eq!(plan.last_port(), 11436);
+        // Auto without data parallelism or expose: none.
+        let auto = Routing {
+            router: Some(RouterMode::Auto),
+            ..Routing::default()
+        };
+        assert_eq!(routed(1, auto, None).router, None);
+        // Exposed: on its own port, which the pod's containers use too.
+        let exposed = Routing {
+            expose: Some(Expose { port: None }),
+            affinity: Some(Affinity {
+                header: Some("X-Session-Id".to_owned()),
+                prompt_prefix_bytes: None,
+            }),
+            ..Routing::default()
+        };
+        let plan = routed(1, exposed, None);
+        let router = plan.router.clone().expect("a router");
+        assert_eq!(
+            (router.port, router.admin_port, router.exposed),
+            (8000, 11436, true)
+        );
+        assert_eq!(router.affinity.as_deref(), Some("header:X-Session-Id"));
+        assert_eq!(plan.endpoint_url(), "http://127.0.0.1:8000");
+        assert_eq!(plan.listener_on(8000).as_deref(), Some("the llm-router"));
+        // The model's serving settings are the router's limits and floor.
+        let serving = Serving {
+            keep_alive: Some("30m".to_owned()),
+            parallel_requests: Some(4),
+            max_queue: Some(16),
+            ..Serving::default()
+        };
+        let prefix = Routing {
+            affinity: Some(Affinity {
+                header: None,
+                prompt_prefix_bytes: Some(2048),
+            }),
+            ..always.clone()
+        };
+        let router = routed(2, prefix, Some(serving.clone())).router.unwrap();
+        assert_eq!(
+            (
+                router.max_in_flight,
+                router.max_queue,
+                router.keep_alive_floor.as_deref()
+            ),
+            (4, 16, Some("30m"))
+        );
+        assert_eq!(router.affinity.as_deref(), Some("prefix:2048"));
+        let pass = Routing {
+            client_keep_alive: Some(ClientKeepAlive::Pass),
+            ..always
+        };
+        assert_eq!(
+            routed(1, pass, Some(serving))
+                .router
+                .unwrap()
+                .keep_alive_floor,
+            None
         );
     }
 

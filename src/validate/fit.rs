@@ -41,10 +41,10 @@ pub(super) fn check_fit(spec: &LLMModelSpec, engine: &LLMEngine, report: &mut Re
     }
 
     let (port, data) = (engine.spec.port, spec.parallelism.data);
-    let last = last_injected_port(port, data);
+    let last = last_injected_port(port, data, spec.has_router());
     if (1..=65535).contains(&port) && data >= 1 && last > 65535 {
-        let router = if data > 1 {
-            " (with data > 1 the llm-router takes the two ports after the engines)"
+        let router = if spec.has_router() {
+            " (the llm-router takes the two ports after the engines)"
         } else {
             ""
         };
@@ -52,6 +52,16 @@ pub(super) fn check_fit(spec: &LLMModelSpec, engine: &LLMEngine, report: &mut Re
             Rule::PortOverflow,
             "spec.parallelism.data",
             format!("{data} engine instances on LLMEngine {engine_name:?} port {port} need ports {port}..{last}{router}, past 65535; lower the engine's port or parallelism.data"),
+        );
+    }
+    if let Some(exposed) = spec.exposed_port()
+        && i64::from(exposed) >= i64::from(port)
+        && i64::from(exposed) <= last
+    {
+        report.error(
+            Rule::ExposedPort,
+            "spec.routing.expose.port",
+            format!("{exposed} is one of the ports {port}..{last} the engine instances and the llm-router take on LLMEngine {engine_name:?} port {port}; expose another port, such as 8000"),
         );
     }
 }
@@ -76,7 +86,40 @@ mod tests {
             devices: (!devices.is_empty()).then(|| devices.iter().map(|d| (*d).into()).collect()),
             serving: None,
             client_env: Vec::new(),
+            routing: None,
             facts: None,
+        }
+    }
+
+    #[test]
+    fn an_exposed_port_is_not_an_engine_port() {
+        let cases = [
+            // (engine port, data, exposed port, error)
+            (11434, 1, 8000, false),
+            (11434, 1, 11434, true),
+            // The router's two ports after the engine's.
+            (11434, 1, 11435, true),
+            (11434, 1, 11436, true),
+            (11434, 1, 11437, false),
+            (11434, 4, 11439, true),
+            (11434, 4, 11433, false),
+        ];
+        for (port, data, exposed, error) in cases {
+            let mut model = spec(Some(1), data, &[]);
+            model.routing = Some(crate::crd::Routing {
+                expose: Some(crate::crd::Expose {
+                    port: Some(exposed),
+                }),
+                ..Default::default()
+            });
+            let mut report = Report::default();
+            check_fit(&model, &engine(Vendor::Nvidia, Some(4), port), &mut report);
+            let rules: Vec<&str> = report.errors.iter().map(|v| v.rule.id()).collect();
+            assert_eq!(
+                rules.contains(&"exposed_port"),
+                error,
+                "{port} {data} {exposed}: {rules:?}"
+            );
         }
     }
 

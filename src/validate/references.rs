@@ -79,7 +79,7 @@ pub fn validate_engine_update<L: ModelLookup + ?Sized>(
 fn engine_field(violation: &Violation) -> &'static str {
     match violation.rule {
         Rule::TooManyDevices => "spec.accelerator.maxDevicesPerInstance",
-        Rule::PortOverflow => "spec.port",
+        Rule::PortOverflow | Rule::ExposedPort => "spec.port",
         _ => "spec.accelerator.vendor",
     }
 }

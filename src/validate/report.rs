@@ -101,6 +101,8 @@ rules! {
     TooManyDevices = "too_many_devices",
     /// Instance ports `port .. port + data - 1` stay below 65536.
     PortOverflow = "port_overflow",
+    /// `routing.expose.port` is none of the engine instances' and router's ports.
+    ExposedPort = "exposed_port",
     /// The model's engine exists (warning when it does not yet).
     MissingEngine = "missing_engine",
     /// An engine that models use is not deleted.
