@@ -125,7 +125,8 @@ fn text(output: &Output) -> String {
 }
 
 /// The injected pod for `model` (a reference into the registry) on a CPU
-/// engine listening on `port`, whose env carries `extra_env`.
+/// engine listening on `port`, whose env carries `extra_env`, with the
+/// `llm-router` in front of the engine (`routing.router: Always`).
 fn injected(model: &str, port: u16, extra_env: &[(&str, &str)]) -> Vec<Container> {
     let env: Vec<serde_json::Value> = extra_env
         .iter()
@@ -140,7 +141,8 @@ fn injected(model: &str, port: u16, extra_env: &[(&str, &str)]) -> Vec<Container
     let llm_model: LLMModel = serde_json::from_value(serde_json::json!({
         "apiVersion": "llm.injector.dev/v1alpha1", "kind": "LLMModel",
         "metadata": {"name": "m", "namespace": "t"},
-        "spec": {"model": model, "engineRef": {"name": "cpu"}},
+        "spec": {"model": model, "engineRef": {"name": "cpu"},
+                 "routing": {"router": "Always"}},
     }))
     .unwrap();
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -352,6 +354,12 @@ fn injected_pull_and_probes_work_on_a_real_ollama() {
             _ => assert!(old.status.success(), "{}", text(&old)),
         }
 
+        if kind == "completion" {
+            let router = &containers[2];
+            assert_eq!(router.name, "llm-router");
+            routed_generation(router, &reference, port, &ps);
+        }
+
         // A model the engine does not have: the probe fails and says why.
         let mut missing = engine_env.clone();
         missing.insert("LLM_MODEL".into(), "not-pulled:1".into());
@@ -367,6 +375,117 @@ fn injected_pull_and_probes_work_on_a_real_ollama() {
             assert!(model_store.join(sub).is_dir(), "{sub} on the model store");
         }
     }
+}
+
+/// `method url` with a JSON `body` (or none): the status and the whole body.
+fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(120), client.request(request))
+            .await
+            .expect("an answer within 120 s")
+            .expect("an answer");
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+/// The value of `series` in a Prometheus text exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The injected `llm-router` (its args, as the kubelet would run them) in
+/// front of the running engine: a streamed generation passes through and
+/// is counted under vLLM's names with Ollama's own token counts, and a
+/// client's `keep_alive: 0` does not unload the model, which the same
+/// request sent to the engine directly does.
+fn routed_generation(router: &Container, model: &str, engine_port: u16, ps: &dyn Fn() -> String) {
+    let args = router.args.clone().expect("router args");
+    let listen = args[args.iter().position(|a| a == "--listen").unwrap() + 1].clone();
+    let _router = Running(
+        Command::new(env!("CARGO_BIN_EXE_llm-injector"))
+            .args(&args)
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start llm-injector route"),
+    );
+    let base = format!("http://{listen}");
+    wait_for(|| std::net::TcpStream::connect(&listen).is_ok());
+    wait_for(|| http("GET", &format!("{base}/api/version"), None).0 == 200);
+
+    let generate = serde_json::json!({
+        "model": model, "prompt": "Hello", "options": {"num_predict": 6, "seed": 1}
+    });
+    let (status, stream) = http("POST", &format!("{base}/api/generate"), Some(generate));
+    assert_eq!(status, 200, "{stream}");
+    let last: serde_json::Value =
+        serde_json::from_str(stream.lines().last().expect("NDJSON lines")).unwrap();
+    assert_eq!(last["done"], true, "{stream}");
+    let (status, text) = http("GET", &format!("{base}/metrics"), None);
+    assert_eq!(status, 200);
+    let label = format!("{{model_name=\"{model}\"}}");
+    let counted = |name: &str| metric(&text, &format!("{name}{label}")).unwrap_or(-1.0);
+    // Ollama leaves zero counts out of its last line.
+    let reported = |field: &str| last[field].as_f64().unwrap_or(0.0);
+    assert_eq!(
+        counted("vllm:generation_tokens_total"),
+        reported("eval_count"),
+        "{text}"
+    );
+    assert_eq!(
+        counted("vllm:prompt_tokens_total"),
+        reported("prompt_eval_count"),
+        "{text}"
+    );
+    assert_eq!(
+        counted("vllm:time_to_first_token_seconds_count"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(counted("vllm:num_requests_running"), 0.0, "{text}");
+
+    // An unload request (server/routes.go lines 292-302 of v0.12.6) through
+    // the router: the model stays loaded, forever.
+    let unload = serde_json::json!({"model": model, "prompt": "", "keep_alive": 0});
+    let (status, answer) = http(
+        "POST",
+        &format!("{base}/api/generate"),
+        Some(unload.clone()),
+    );
+    assert_eq!(status, 200, "{answer}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        ps().contains("Forever"),
+        "unloaded through the router:\n{}",
+        ps()
+    );
+    // The same request to the engine itself unloads it.
+    let direct = format!("http://127.0.0.1:{engine_port}/api/generate");
+    let (status, answer) = http("POST", &direct, Some(unload));
+    assert_eq!(status, 200, "{answer}");
+    let short_name = model.rsplit('/').next().unwrap_or(model);
+    wait_for(|| !ps().contains(short_name.split(':').next().unwrap_or(short_name)));
 }
 
 /// A temporary directory removed when dropped.
