@@ -220,11 +220,11 @@ impl Plan {
                     port: spec.endpoint_port(port),
                     admin_port: port + instances + 1,
                     exposed: spec.exposed_port().is_some(),
-                    max_in_flight: serving
-                        .and_then(|s| s.parallel_requests)
+                    max_in_flight: engine_env_number(&engine_spec.env, "OLLAMA_NUM_PARALLEL")
+                        .or(serving.and_then(|s| s.parallel_requests))
                         .unwrap_or(OLLAMA_DEFAULT_NUM_PARALLEL),
-                    max_queue: serving
-                        .and_then(|s| s.max_queue)
+                    max_queue: engine_env_number(&engine_spec.env, "OLLAMA_MAX_QUEUE")
+                        .or(serving.and_then(|s| s.max_queue))
                         .unwrap_or(OLLAMA_DEFAULT_MAX_QUEUE),
                     keep_alive_floor: (routing.client_keep_alive != Some(ClientKeepAlive::Pass))
                         .then(|| keep_alive.to_owned()),
@@ -285,6 +285,22 @@ impl Plan {
             _ => None,
         }
     }
+}
+
+/// A positive number the engine's `env` sets `name` to. It comes after the
+/// model's `serving` in the engine container, so it is what Ollama uses
+/// (validation warns: `engine_env_overrides_serving`). A value from a
+/// Secret or ConfigMap cannot be read here.
+fn engine_env_number(env: &[EnvVar], name: &str) -> Option<i32> {
+    env.iter()
+        .rev()
+        .find(|var| var.name == name)?
+        .value
+        .as_deref()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &i32| *n > 0)
 }
 
 /// The router's `--affinity` for the model's `routing.affinity`.
