@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::inject::Injector;
 use crate::inject::workload::{has_model_annotation, inject_object, pod_template_path};
+use crate::layout::ROUTER_CONTAINER;
 use crate::lookup::ModelLookup;
 use crate::yaml::{SourceDocument, flatten_lists};
 use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
@@ -158,6 +159,12 @@ fn additions(before: &Value, after: &Value, metadata_at: &str) -> Vec<String> {
             ));
         }
     }
+    if let Some(router) = containers(after, "initContainers")
+        .iter()
+        .find(|c| c["name"] == ROUTER_CONTAINER)
+    {
+        lines.push(format!("  routes:    {}", router_summary(router)));
+    }
     let before_env = |name: &str| -> Vec<String> {
         containers(before, "containers")
             .iter()
@@ -186,6 +193,52 @@ fn additions(before: &Value, after: &Value, metadata_at: &str) -> Vec<String> {
         }
     }
     lines
+}
+
+/// What the `llm-router` container does, from its arguments: where it
+/// listens, the limits, the keep-alive floor and the affinity.
+fn router_summary(router: &Value) -> String {
+    let args: Vec<&str> = router["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    // `--flag value` or `--flag=value`.
+    let flag = |name: &str| -> Option<&str> {
+        args.iter().enumerate().find_map(|(i, arg)| {
+            let rest = arg.strip_prefix(name)?;
+            match rest.strip_prefix('=') {
+                Some(value) => Some(value),
+                None if rest.is_empty() => args.get(i + 1).copied(),
+                None => None,
+            }
+        })
+    };
+    let listen = flag("--listen").unwrap_or_default();
+    let mut parts = vec![if listen.starts_with("0.0.0.0:") {
+        format!(
+            "llm-router on {listen} (the pod's IP: container port llm-http, metrics at /metrics)"
+        )
+    } else {
+        format!("llm-router on {listen}")
+    }];
+    let backends = args.iter().filter(|a| **a == "--backend").count();
+    parts.push(format!("{backends} instance(s)"));
+    match flag("--max-in-flight") {
+        Some("0") | None => parts.push("no limit per instance".to_owned()),
+        Some(n) => parts.push(format!(
+            "at most {n} request(s) per instance, {} waiting",
+            flag("--max-queue").unwrap_or("512")
+        )),
+    }
+    if let Some(floor) = flag("--keep-alive-floor") {
+        parts.push(format!("a shorter keep_alive raised to {floor}"));
+    }
+    if let Some(affinity) = flag("--affinity") {
+        parts.push(format!("affinity {affinity}"));
+    }
+    parts.join(", ")
 }
 
 fn count_text(count: &Value) -> String {
