@@ -9,6 +9,8 @@
 //! - `LLM_INJECTOR_CONTROLPLANE=DIR`: the binaries are in DIR (skips build.sh);
 //! - `KUBEBUILDER_ASSETS=DIR`: envtest's kube-apiserver, etcd and kubectl
 //!   (build.sh then builds only the controller-manager);
+//! - `LLM_INJECTOR_GAIE_CRDS=DIR`: the Gateway API Inference Extension's CRDs
+//!   are in DIR (skips tests/controlplane/gaie_crds.sh; required in CI);
 //! - `LLM_INJECTOR_E2E=skip`: do not run (refused when `CI` is set);
 //! - `LLM_INJECTOR_E2E_KEEP=1`: keep the run directory (logs) on success too;
 //! - `LLM_INJECTOR_E2E_API_PORT=N`: the apiserver listens on 127.0.0.1:N.
@@ -17,6 +19,7 @@ mod compare;
 mod controlplane;
 mod crds;
 mod helm;
+mod inference_pool;
 mod kubectl;
 mod managed_certs;
 mod overhead;
@@ -548,6 +551,11 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     already_injected(suite)?;
     stored_pod_tools(suite, plane, TEAM);
     validation::inject_errors(suite);
+
+    section(
+        "across pods: an InferencePool of the Gateway API Inference Extension (examples/gateway)",
+    );
+    inference_pool::check(suite);
 
     section("a namespace with Pod Security restricted, a LimitRange max and a ResourceQuota");
     restricted::check(suite);

@@ -282,7 +282,7 @@ fn expected_pod(printed: &Value) -> Option<Value> {
 /// The pods a controller made for `object`: waits until there are as many
 /// as it should make (a CronJob is run once with `kubectl create job
 /// --from`).
-fn pods_of(suite: &Suite, object: &Value) -> Result<Vec<Value>, String> {
+pub fn pods_of(suite: &Suite, object: &Value) -> Result<Vec<Value>, String> {
     let kind = object["kind"].as_str().unwrap_or_default();
     let namespace = object["metadata"]["namespace"]
         .as_str()
