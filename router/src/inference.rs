@@ -31,6 +31,29 @@ pub struct Inference {
     pub generates: bool,
 }
 
+impl Inference {
+    /// `/api/generate`, `/api/chat`.
+    pub const OLLAMA_GENERATION: Inference = Inference {
+        api: Api::Ollama,
+        generates: true,
+    };
+    /// `/api/embed`, `/api/embeddings`.
+    pub const OLLAMA_EMBEDDING: Inference = Inference {
+        api: Api::Ollama,
+        generates: false,
+    };
+    /// `/v1/chat/completions`, `/v1/completions`.
+    pub const OPENAI_GENERATION: Inference = Inference {
+        api: Api::OpenAi,
+        generates: true,
+    };
+    /// `/v1/embeddings`.
+    pub const OPENAI_EMBEDDING: Inference = Inference {
+        api: Api::OpenAi,
+        generates: false,
+    };
+}
+
 /// The inference request a method and path make, or `None` for every other
 /// request (`/api/tags`, `/api/version`, `/api/pull`, ...), which holds no
 /// slot. The paths are Ollama's (server/routes.go lines 1455-1492).
@@ -38,14 +61,13 @@ pub fn classify(method: &Method, path: &str) -> Option<Inference> {
     if method != Method::POST {
         return None;
     }
-    let (api, generates) = match path {
-        "/api/generate" | "/api/chat" => (Api::Ollama, true),
-        "/api/embed" | "/api/embeddings" => (Api::Ollama, false),
-        "/v1/chat/completions" | "/v1/completions" => (Api::OpenAi, true),
-        "/v1/embeddings" => (Api::OpenAi, false),
-        _ => return None,
-    };
-    Some(Inference { api, generates })
+    match path {
+        "/api/generate" | "/api/chat" => Some(Inference::OLLAMA_GENERATION),
+        "/api/embed" | "/api/embeddings" => Some(Inference::OLLAMA_EMBEDDING),
+        "/v1/chat/completions" | "/v1/completions" => Some(Inference::OPENAI_GENERATION),
+        "/v1/embeddings" => Some(Inference::OPENAI_EMBEDDING),
+        _ => None,
+    }
 }
 
 /// How long Ollama keeps a model loaded after a request. Ordered: any time
@@ -297,18 +319,9 @@ mod tests {
         );
     }
 
-    const GENERATE: Inference = Inference {
-        api: Api::Ollama,
-        generates: true,
-    };
-    const CHAT_V1: Inference = Inference {
-        api: Api::OpenAi,
-        generates: true,
-    };
-    const EMBED: Inference = Inference {
-        api: Api::Ollama,
-        generates: false,
-    };
+    const GENERATE: Inference = Inference::OLLAMA_GENERATION;
+    const CHAT_V1: Inference = Inference::OPENAI_GENERATION;
+    const EMBED: Inference = Inference::OLLAMA_EMBEDDING;
 
     fn raised(floor: KeepAlive, kind: Inference, body: &Value) -> Option<Value> {
         let inspection = Inspection {

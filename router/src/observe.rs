@@ -210,18 +210,9 @@ fn openai_counts(line: &[u8], first_byte: Option<Instant>, end: Instant) -> Outc
 mod tests {
     use super::*;
 
-    const GENERATE: Inference = Inference {
-        api: Api::Ollama,
-        generates: true,
-    };
-    const CHAT_V1: Inference = Inference {
-        api: Api::OpenAi,
-        generates: true,
-    };
-    const EMBED: Inference = Inference {
-        api: Api::Ollama,
-        generates: false,
-    };
+    const GENERATE: Inference = Inference::OLLAMA_GENERATION;
+    const CHAT_V1: Inference = Inference::OPENAI_GENERATION;
+    const EMBED: Inference = Inference::OLLAMA_EMBEDDING;
 
     /// Feeds `frames` one millisecond apart from arrival; the first byte's
     /// delay and the outcome.

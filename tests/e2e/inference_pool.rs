@@ -477,18 +477,7 @@ fn cleanup(suite: &mut Suite) {
         let path = path.to_str().expect("utf-8 path");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let out = suite.kubectl.run(
-                &[
-                    "delete",
-                    "-f",
-                    path,
-                    "--cascade=foreground",
-                    "--wait=true",
-                    "--timeout=60s",
-                    "--ignore-not-found",
-                ],
-                None,
-            );
+            let out = suite.kubectl.delete_file(path);
             if out.success {
                 break;
             }

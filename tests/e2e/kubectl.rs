@@ -56,6 +56,23 @@ impl Kubectl {
         Kubectl { bin, kubeconfig }
     }
 
+    /// `kubectl delete -f path`, waiting for the objects (and, foreground,
+    /// what they own) to be gone; absent ones are fine.
+    pub fn delete_file(&self, path: &str) -> Outcome {
+        self.run(
+            &[
+                "delete",
+                "-f",
+                path,
+                "--cascade=foreground",
+                "--wait=true",
+                "--timeout=60s",
+                "--ignore-not-found",
+            ],
+            None,
+        )
+    }
+
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
         let mut child = Command::new(&self.bin)
             .args(args)

@@ -196,20 +196,7 @@ pub fn check_file(suite: &Suite, file: &Path, dry_run: bool) -> Result<WorkloadR
         Ok(result)
     });
     if !dry_run {
-        let delete = || {
-            suite.kubectl.run(
-                &[
-                    "delete",
-                    "-f",
-                    path,
-                    "--cascade=foreground",
-                    "--wait=true",
-                    "--timeout=60s",
-                    "--ignore-not-found",
-                ],
-                None,
-            )
-        };
+        let delete = || suite.kubectl.delete_file(path);
         // kubectl deletes in file order: an LLMEngine listed before the
         // model that uses it is refused (engine_in_use) while the model
         // exists, and goes in a second pass, as a user would run it again.
