@@ -9,7 +9,7 @@ use super::memory::check_memory;
 use super::names::{DNS_SUBDOMAIN_HINT, is_dns_subdomain};
 use super::ollama::parse_ollama_name;
 use super::report::{Report, Rule};
-use crate::crd::{LLMEngine, LLMModel, LLMModelSpec, ModelFacts, Serving, Vendor};
+use crate::crd::{LLMEngine, LLMModel, LLMModelSpec, ModelFacts, Routing, Serving, Vendor};
 use crate::duration::{KeepAlive, parse_keep_alive};
 use crate::estimate::quantization::{bits_per_weight, known_quantizations, parse_parameters};
 use crate::lookup::ModelLookup;
@@ -107,8 +107,57 @@ fn check_model(spec: &LLMModelSpec, vendor: Option<Vendor>, report: &mut Report)
         check_serving(serving, report);
     }
     check_client_env(&spec.client_env, report);
+    if let Some(routing) = &spec.routing {
+        check_routing(routing, report);
+    }
     if let Some(facts) = &spec.facts {
         check_facts(facts, report);
+    }
+}
+
+/// The router's settings as its flags take them: an exposed port, one
+/// affinity, a header name, a prefix length (the CRD's schema and CEL say
+/// the same; checked here for `inject` and `validate` without a cluster).
+fn check_routing(routing: &Routing, report: &mut Report) {
+    if let Some(port) = routing.expose.as_ref().and_then(|e| e.port)
+        && !(1..=65535).contains(&port)
+    {
+        report.error(
+            Rule::Routing,
+            "spec.routing.expose.port",
+            format!("{port} is not a TCP port; use 1..65535, such as 8000"),
+        );
+    }
+    let Some(affinity) = &routing.affinity else {
+        return;
+    };
+    match (&affinity.header, affinity.prompt_prefix_bytes) {
+        (Some(_), Some(_)) | (None, None) => report.error(
+            Rule::Routing,
+            "spec.routing.affinity",
+            "takes exactly one of header (requests with the same value of this header go to one instance) and promptPrefixBytes (requests whose prompt begins the same go to one instance)",
+        ),
+        (Some(header), None) => {
+            if header.is_empty()
+                || header.len() > 128
+                || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b))
+            {
+                report.error(
+                    Rule::Routing,
+                    "spec.routing.affinity.header",
+                    format!("{header:?} is not an HTTP header name (letters, digits and !#$%&'*+.^_`|~-, at most 128); use a name such as X-Session-Id"),
+                );
+            }
+        }
+        (None, Some(bytes)) => {
+            if !(1..=1_048_576).contains(&bytes) {
+                report.error(
+                    Rule::Routing,
+                    "spec.routing.affinity.promptPrefixBytes",
+                    format!("{bytes} is out of range; use 1..1048576 bytes, such as 1024"),
+                );
+            }
+        }
     }
 }
 
@@ -514,6 +563,54 @@ mod tests {
                 json!({"serving": {"keepAlive": "0"}}),
                 &[],
                 &["keep_alive_zero"],
+            ),
+            (
+                "a router in front of one instance, exposed, with affinity",
+                json!({"routing": {"router": "Always", "expose": {"port": 8000}, "clientKeepAlive": "Pass", "affinity": {"header": "X-Session-Id"}}}),
+                &[],
+                &[],
+            ),
+            (
+                "prefix affinity",
+                json!({"routing": {"affinity": {"promptPrefixBytes": 1024}}}),
+                &[],
+                &[],
+            ),
+            (
+                "two affinities",
+                json!({"routing": {"affinity": {"header": "X-Session-Id", "promptPrefixBytes": 1024}}}),
+                &["routing"],
+                &[],
+            ),
+            (
+                "an empty affinity",
+                json!({"routing": {"affinity": {}}}),
+                &["routing"],
+                &[],
+            ),
+            (
+                "a header with a space",
+                json!({"routing": {"affinity": {"header": "X Session"}}}),
+                &["routing"],
+                &[],
+            ),
+            (
+                "no prefix",
+                json!({"routing": {"affinity": {"promptPrefixBytes": 0}}}),
+                &["routing"],
+                &[],
+            ),
+            (
+                "a port past 65535",
+                json!({"routing": {"expose": {"port": 70000}}}),
+                &["routing"],
+                &[],
+            ),
+            (
+                "exposed on an engine's port",
+                json!({"routing": {"expose": {"port": 11434}}}),
+                &["exposed_port"],
+                &[],
             ),
         ];
         let base = json!({"model": "qwen3:8b", "engineRef": {"name": "gpu"}});

@@ -101,6 +101,8 @@ rules! {
     TooManyDevices = "too_many_devices",
     /// Instance ports `port .. port + data - 1` stay below 65536.
     PortOverflow = "port_overflow",
+    /// `routing`: a TCP port, one affinity, a header name, a prefix length.
+    Routing = "routing",
     /// `routing.expose.port` is none of the engine instances' and router's ports.
     ExposedPort = "exposed_port",
     /// The model's engine exists (warning when it does not yet).
