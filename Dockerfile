@@ -11,11 +11,12 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Only what `cargo build` reads (.dockerignore keeps everything else out);
-# router/ is the workspace's second crate; benches/ because Cargo.toml
+# router/ and go-duration/ are the workspace's other crates; benches/ because Cargo.toml
 # declares its [[bench]] targets.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY router ./router
+COPY go-duration ./go-duration
 COPY benches ./benches
 # --locked: exactly the committed Cargo.lock. The cache mounts keep the
 # registry and target/ between builds; the binary is copied out of them.

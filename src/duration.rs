@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use llm_router::go_duration::go_duration;
+use go_duration::go_duration;
 
 /// How long a loaded model stays in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

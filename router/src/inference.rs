@@ -9,7 +9,7 @@ use hyper::Method;
 use hyper::body::Bytes;
 use serde_json::{Map, Value};
 
-use super::go_duration::go_duration;
+use go_duration::go_duration;
 
 /// The API an inference path belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,6 @@
 mod admin;
 mod body;
 mod config;
-pub mod go_duration;
 mod health;
 mod inference;
 mod listener;

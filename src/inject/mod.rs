@@ -169,8 +169,15 @@ fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError> {
 fn injection_warnings(spec: &PodSpec, plan: &Plan, user_env: &[EnvVar]) -> Vec<String> {
     let mut warnings = Vec::new();
     if spec.host_network == Some(true) {
+        let exposed = match &plan.router {
+            Some(router) if router.exposed => format!(
+                "; routing.expose also makes the llm-router listen on every address of the node at port {}, open to the node's network",
+                router.port
+            ),
+            _ => String::new(),
+        };
         warnings.push(format!(
-            "spec.hostNetwork is true: the engines of LLMModel {:?} listen on the node's loopback ({}), which the node and every hostNetwork pod on it share; a second such pod on the node cannot start its engines, and the model API is open to the node; drop hostNetwork unless the pod needs it",
+            "spec.hostNetwork is true: the engines of LLMModel {:?} listen on the node's loopback ({}), which the node and every hostNetwork pod on it share; a second such pod on the node cannot start its engines, and the model API is open to the node{exposed}; drop hostNetwork unless the pod needs it",
             plan.model_name,
             plan.endpoint_url()
         ));

@@ -1,5 +1,9 @@
 //! Go's `time.ParseDuration`: the durations Ollama reads (`OLLAMA_KEEP_ALIVE`,
-//! a request's `keep_alive` string) and the flags of every command.
+//! a request's `keep_alive` string) and the flags of every command. A crate
+//! of its own, without dependencies, so that llm-injector's core library
+//! and its request router (which the core does not depend on) share it.
+
+#![forbid(unsafe_code)]
 
 /// Go's `time.ParseDuration`, in nanoseconds; `None` where Go returns an error.
 pub fn go_duration(value: &str) -> Option<i64> {
