@@ -319,7 +319,7 @@ impl<'a> Loader<'a> {
         let mut out = Map::new();
         let mut merged = Map::new();
         let mut merges = false;
-        let mut lines: HashMap<String, usize> = HashMap::new();
+        let mut starts: HashMap<String, usize> = HashMap::new();
         let mut entries = Vec::new();
         let end = loop {
             let (event, span) = self.next()?;
@@ -339,8 +339,11 @@ impl<'a> Loader<'a> {
                 merges = true;
                 self.merge(&value, &mut merged)?;
             } else {
-                let line = self.error_at(key.start, "").line;
-                if let Some(first) = lines.insert(name.clone(), line) {
+                // Where each key starts; lines are counted only for an
+                // error (counting for every key is quadratic in the text).
+                if let Some(first) = starts.insert(name.clone(), key.start) {
+                    let first = self.error_at(first, "").line;
+                    let line = self.error_at(key.start, "").line;
                     return Err(self.error_at(
                         key.start,
                         format!(

@@ -58,6 +58,13 @@ pub const SERVER_ADDITIONS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        // With hostNetwork, a container port's hostPort defaults to its
+        // containerPort (k8s.io/kubernetes v1.36.3 pkg/apis/core/v1/defaults.go
+        // lines 396-405, defaultHostNetworkPorts).
+        "hostNetwork: hostPort defaults to the container port",
+        &["spec.*ontainers[*].ports[*].hostPort"],
+    ),
+    (
         "requests default to limits",
         &["spec.*ontainers[*].resources.requests**"],
     ),
