@@ -1191,3 +1191,57 @@ async fn affinity_keeps_a_session_or_a_prompt_on_one_instance() {
     let same = answered_by(&router, &bodies, &[]).await;
     assert!(same.iter().all(|b| *b == same[0]), "{same:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_too_long_to_look_into_pass_whole() {
+    let a = FakeOllama::start("a").await;
+    let router = RunningRouter::start(&[a.addr], |config| {
+        config.keep_alive_floor = Some(llm_router::KeepAlive::Forever);
+    })
+    .await;
+    // 17 MiB with "keep_alive": 0 at its start, over the 16 MiB the router
+    // reads whole: once sent in chunks of unknown total length (read, then
+    // the rest passed on), once with a Content-Length (passed at once).
+    let mut text = String::from(r#"{"model":"m","keep_alive":0,"input":""#);
+    text.push_str(&"x".repeat(17 << 20));
+    text.push_str(r#""}"#);
+    let big = Bytes::from(text);
+    let chunks: Vec<Bytes> = big.chunks(1 << 20).map(Bytes::copy_from_slice).collect();
+    let streamed = StreamBody::new(futures::stream::iter(
+        chunks
+            .into_iter()
+            .map(|chunk| Ok::<_, std::convert::Infallible>(Frame::data(chunk))),
+    ));
+    let request = hyper::Request::post("/api/embed")
+        .header(header::HOST, "127.0.0.1")
+        .body(BodyExt::boxed(streamed))
+        .unwrap();
+    let (status, _, _) = send(router.addr, request).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        a.state.last_recorded().body,
+        big,
+        "the streamed body changed"
+    );
+    let request = hyper::Request::post("/api/embed")
+        .header(header::HOST, "127.0.0.1")
+        .header(header::CONTENT_LENGTH, big.len())
+        .body(full(big.clone()))
+        .unwrap();
+    let (status, _, _) = send(router.addr, request).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(a.state.last_recorded().body, big, "the sized body changed");
+    assert_eq!(
+        router.metric("llm_router_keep_alive_raised_total").await,
+        Some(0.0)
+    );
+    // What is not JSON passes as it came, for Ollama to answer.
+    let garbage = Bytes::from_static(b"{\"keep_alive\": 0, not json");
+    let request = hyper::Request::post("/api/embed")
+        .header(header::HOST, "127.0.0.1")
+        .body(full(garbage.clone()))
+        .unwrap();
+    let (status, _, _) = send(router.addr, request).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(a.state.last_recorded().body, garbage);
+}

@@ -209,6 +209,8 @@ fn app(state: Arc<FakeState>) -> axum::Router {
         .route("/api/upload", post(upload))
         .route("/status/{code}", get(status).post(status))
         .fallback(echo)
+        // Bodies as large as the router's tests send (axum's default is 2 MB).
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(state)
 }
 
