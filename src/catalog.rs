@@ -213,7 +213,14 @@ impl Catalog {
         put(&mut self.engines, object_key(&engine.metadata), engine);
     }
 
-    /// Number of models held.
+    /// Every LLMModel held, with its namespace, by namespace then name.
+    pub fn models(&self) -> impl Iterator<Item = (&str, &Arc<LLMModel>)> {
+        self.models
+            .iter()
+            .flat_map(|(namespace, models)| models.values().map(move |m| (namespace.as_str(), m)))
+    }
+
+    /// How many LLMModels it holds.
     pub fn model_count(&self) -> usize {
         self.models.values().map(BTreeMap::len).sum()
     }

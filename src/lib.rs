@@ -29,6 +29,7 @@ pub mod layout;
 pub mod lookup;
 pub mod manifest;
 pub mod nodes;
+pub mod policy;
 pub mod quantity;
 #[cfg(feature = "server")]
 pub mod server;

@@ -13,6 +13,7 @@ mod check_webhook_cli;
 mod cli_common;
 mod estimate_cli;
 mod explain_live;
+mod policies_cli;
 mod probe_cli;
 mod route_cli;
 mod serve_cli;
@@ -73,6 +74,12 @@ enum Command {
     /// rule stops it (like `istioctl x check-inject`); or of pods in the
     /// cluster (`explain pod/NAME`). Exit 1 when one is refused.
     Explain(ExplainArgs),
+    /// Print the admission policies (Kubernetes 1.36+) that inject the
+    /// LLMModels of YAML files without the webhook: per model a
+    /// MutatingAdmissionPolicy and a ValidatingAdmissionPolicy with their
+    /// bindings, and one ValidatingAdmissionPolicy refusing pods that ask for
+    /// a model no policy injects.
+    Policies(policies_cli::PoliciesArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -158,6 +165,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe_cli::run(&args).map_err(|e| vec![e]),
         Command::Route(args) => route_cli::run(*args).map_err(|e| vec![e]),
         Command::Validate(args) => run_validate(&args),
+        Command::Policies(args) => policies_cli::run(&args).and_then(|yaml| write_stdout(&yaml)),
         Command::Estimate(args) => estimate_cli::run(&args)
             .map_err(|e| vec![e])
             .and_then(|table| write_stdout(&table)),
@@ -403,7 +411,9 @@ fn read_input_documents(
 
 /// Every `-f` argument read as a YAML stream, and the errors of those that
 /// are not YAML.
-fn read_input_files(paths: &[PathBuf]) -> Result<(Vec<SourceFile>, Vec<String>), Vec<String>> {
+pub(crate) fn read_input_files(
+    paths: &[PathBuf],
+) -> Result<(Vec<SourceFile>, Vec<String>), Vec<String>> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for (name, text) in read_inputs(paths)? {

@@ -105,10 +105,17 @@ pub enum InjectError {
     Serialize(String),
 }
 
+/// How the webhook denies a pod, `name` being `<unnamed>` for a pod whose
+/// name is generated (`generateName`: the name is made after mutating
+/// admission).
+pub fn pod_denial(namespace: &str, name: &str, error: &impl std::fmt::Display) -> String {
+    format!("llm-injector: pod {namespace}/{name}: {error}")
+}
+
 /// Longest part of a value from the pod quoted in a message: the apiserver
 /// calls mutating webhooks before it validates the object, so a field may be
 /// megabytes long, and a message (and the log line) must not be.
-const SHOWN_CHARS: usize = 80;
+pub(crate) const SHOWN_CHARS: usize = 80;
 
 /// `value` quoted as by `{:?}`, cut after [`SHOWN_CHARS`] characters with its length.
 pub(crate) fn shown(value: &str) -> String {

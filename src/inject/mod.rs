@@ -67,20 +67,23 @@ pub use crate::layout::{
     MODEL_VOLUME, NO_TOKEN_VOLUME, PULL_CONTAINER, RESERVED_ENGINE_ENV, ROUTER_CONTAINER,
     TOKEN_MOUNT_PATH, last_injected_port,
 };
+pub(crate) use containers::env as container_env;
 pub use containers::{LOADED_CHECK, restricted_security_context};
-pub use error::InjectError;
+pub use error::{InjectError, pod_denial};
+pub(crate) use error::{SHOWN_CHARS, shown};
 pub use options::{DEFAULT_ROUTER_IMAGE, InjectOptions};
-use plan::Plan;
+pub(crate) use plan::Plan;
 pub use plan::{ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES};
 pub use prepared::PodPatch;
 pub use typos::opt_in_mistakes;
+pub(crate) use user::{NO_GPU_ENV, PROXY_DEFAULT_UIDS};
 pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
 
 use crate::crd::{LLMEngine, LLMModel};
 use crate::lookup::ModelLookup;
 use crate::validate::is_dns_subdomain;
 use crate::{MODEL_ANNOTATION, MODEL_LABEL, STATUS_ANNOTATION};
-use prepared::Prepared;
+pub(crate) use prepared::Prepared;
 use shape::PodShape;
 
 /// A Kubernetes object that holds a pod: a `Pod` or a `PodTemplateSpec`.
@@ -136,7 +139,7 @@ fn requested_model(meta: Option<&ObjectMeta>) -> Request<'_> {
 }
 
 /// Checks that an annotation value is a plain object name in the pod's namespace.
-fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError> {
+pub(crate) fn check_model_name(value: &str, namespace: &str) -> Result<(), InjectError> {
     let why = if value.trim().is_empty() {
         Some(" (it is empty)")
     } else if value.contains('/') {
@@ -227,11 +230,10 @@ fn injection_warnings(spec: &PodSpec, plan: &Plan, user_env: &[EnvVar]) -> Vec<S
 /// `llm-pull` starts and needs nothing.
 fn classic_mesh_proxy_uid(spec: &PodSpec) -> Option<i64> {
     let proxy = spec.containers.iter().find(|c| user::is_proxy(c))?;
-    let default = if proxy.name == "istio-proxy" {
-        1337
-    } else {
-        2102
-    };
+    let default = PROXY_DEFAULT_UIDS
+        .iter()
+        .find(|(name, _)| *name == proxy.name)
+        .map_or(INJECTED_UID, |(_, uid)| *uid);
     Some(
         proxy
             .security_context

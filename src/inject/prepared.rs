@@ -79,21 +79,22 @@ impl PartialEq for PodPatch {
 
 /// One LLMModel on its LLMEngine with given options, checked and built.
 #[derive(Debug)]
-pub struct Prepared {
-    pub(super) plan: Plan,
+pub(crate) struct Prepared {
+    pub(crate) plan: Plan,
     /// `llm-pull` (as the plan's own uid), the engines, the router.
-    init_containers: Vec<Value>,
-    pub(super) init_names: Vec<String>,
-    volumes: Vec<Value>,
-    claims: Vec<Value>,
-    pub(super) claim_names: Vec<String>,
+    pub(crate) init_containers: Vec<Value>,
+    pub(crate) init_names: Vec<String>,
+    pub(crate) volumes: Vec<Value>,
+    pub(crate) claims: Vec<Value>,
+    pub(crate) claim_names: Vec<String>,
     /// What user containers get unless they set it (see [`user::EnvAdditions`]).
-    pub(super) user_env: Vec<EnvVar>,
-    user_env_json: Vec<Value>,
-    pub(super) status: Arc<InjectionStatus>,
+    pub(crate) user_env: Vec<EnvVar>,
+    pub(crate) user_env_json: Vec<Value>,
+    /// The status annotation's parts that do not depend on the pod.
+    pub(crate) status: Arc<InjectionStatus>,
     /// The value of the model label: the model's name, when it is a valid
     /// label value (63 characters at most).
-    pub(super) model_label: Option<String>,
+    pub(crate) model_label: Option<String>,
     patches: Mutex<HashMap<PodShape, Arc<PodPatch>>>,
 }
 
@@ -155,6 +156,15 @@ impl Prepared {
             plan,
             patches: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// `llm-pull` running as `uid` (the uid of a classic mesh proxy).
+    pub(crate) fn pull_container_as(&self, uid: i64) -> Result<Value, InjectError> {
+        let plan = Plan {
+            pull_uid: Some(uid),
+            ..self.plan.clone()
+        };
+        to_json(&containers::pull_container(&plan))
     }
 
     /// The patch that injects a pod of this shape, made once per shape.
@@ -276,11 +286,7 @@ impl Prepared {
             .expect("touched_json has a spec");
         let mut init = self.init_containers.clone();
         if let Some(uid) = shape.pull_uid {
-            let plan = Plan {
-                pull_uid: Some(uid),
-                ..self.plan.clone()
-            };
-            init[0] = to_json(&containers::pull_container(&plan))?;
+            init[0] = self.pull_container_as(uid)?;
         }
         append(spec, "initContainers", init);
         append(spec, "volumes", self.volumes.clone());

@@ -12,6 +12,11 @@ use crate::crd::STANDARD_CLIENT_ENV;
 /// the pod's traffic, not its LLM clients, so they get no LLM environment.
 pub const PROXY_CONTAINERS: [&str; 2] = ["istio-proxy", "linkerd-proxy"];
 
+/// The uid each of [`PROXY_CONTAINERS`] runs as when its container does not
+/// say (Istio's `--proxy-uid` 1337, Linkerd's 2102).
+pub(crate) const PROXY_DEFAULT_UIDS: [(&str, i64); 2] =
+    [("istio-proxy", 1337), ("linkerd-proxy", 2102)];
+
 /// The placeholder `OPENAI_API_KEY`: OpenAI SDKs refuse to start without a
 /// key, and Ollama ignores it.
 pub const PLACEHOLDER_API_KEY: &str = "ollama";

@@ -296,9 +296,10 @@ fn mutate_pod<L: ModelLookup + ?Sized>(
                     warnings: Vec::new(),
                 },
                 Err(error) => Verdict::Deny {
-                    message: format!(
-                        "llm-injector: pod {namespace}/{}: {error}",
-                        display_name(&facts.name)
+                    message: crate::inject::pod_denial(
+                        namespace,
+                        display_name(&facts.name),
+                        &error,
                     ),
                 },
             }
