@@ -142,6 +142,36 @@ pub struct ServeArgs {
     /// host name, then the process id].
     #[arg(long, env = "LLM_INJECTOR_LEADER_ELECTION_IDENTITY")]
     leader_election_identity: Option<String>,
+    /// Who injects pods. `webhook`: this server's /mutate (the apiserver is
+    /// told so by a MutatingWebhookConfiguration). `policy` or `both`
+    /// (Kubernetes 1.36+, without --catalog): the elected replica also keeps
+    /// a MutatingAdmissionPolicy per LLMModel, with
+    /// ValidatingAdmissionPolicies refusing what injection refuses, so the
+    /// apiserver injects pods itself; with `both` the webhook stays
+    /// registered as well (for what no policy injects).
+    #[arg(long, env = "LLM_INJECTOR_INJECTION_MODE", value_enum, default_value_t = InjectionMode::Webhook)]
+    injection_mode: InjectionMode,
+    /// With policies: a namespace whose pods are never injected (the
+    /// webhook's excluded namespaces). Repeatable, or comma-separated.
+    #[arg(
+        long,
+        env = "LLM_INJECTOR_POLICY_EXCLUDE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    policy_exclude_namespaces: Vec<String>,
+    /// With policies: inject only in namespaces labelled
+    /// llm.injector.dev/injection=enabled (else in every namespace not
+    /// labelled =disabled), as the webhook's namespaceSelector.
+    #[arg(long, env = "LLM_INJECTOR_POLICY_NAMESPACE_OPT_IN", default_value_t = false, action = clap::ArgAction::Set)]
+    policy_namespace_opt_in: bool,
+}
+
+/// Who injects pods (`--injection-mode`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectionMode {
+    Webhook,
+    Policy,
+    Both,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
@@ -174,6 +204,19 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     config.drain_timeout = args.drain_timeout;
     config.inject_options.router_image = args.router_image.clone();
     config.status_controller = args.status_controller;
+    if args.injection_mode != InjectionMode::Webhook {
+        if !args.catalog.is_empty() {
+            return Err(format!(
+                "--injection-mode {:?} keeps admission policies in the cluster, which needs the cluster's LLMModels: remove --catalog",
+                args.injection_mode
+            )
+            .to_lowercase());
+        }
+        config.policies = Some(llm_injector::policy::PolicyOptions::namespaces(
+            &args.policy_exclude_namespaces,
+            args.policy_namespace_opt_in,
+        ));
+    }
     config.leader_election = args.leader_elect.then(|| LeaderElection {
         lease_name: args.leader_election_lease.clone(),
         namespace: args.leader_election_namespace.clone(),

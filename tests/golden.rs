@@ -183,3 +183,38 @@ fn no_orphan_golden_files() {
     }
     assert!(orphans.is_empty(), "{}", orphans.join("\n"));
 }
+
+/// `llm-injector policies -f X.yaml` → `tests/golden/policies/X.policies.yaml`
+/// (and `X.stderr`): the admission policies of the models of each input,
+/// reviewed in the diff; the end-to-end suite has a real apiserver store
+/// and run them.
+#[test]
+fn policies_match_golden_files() {
+    let mut failures = Vec::new();
+    let inputs = inputs("tests/golden/policies", |p| {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        name.ends_with(".yaml") && !name.ends_with(".policies.yaml")
+    });
+    assert!(!inputs.is_empty(), "no tests/golden/policies/*.yaml");
+    for input in inputs {
+        let output = support::run(&["policies", "-f", input.as_str()], None);
+        if !output.status.success() {
+            failures.push(format!(
+                "{input}: exit {:?}: {}",
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+            continue;
+        }
+        for (suffix, text) in [
+            (".policies.yaml", &output.stdout),
+            (".stderr", &output.stderr),
+        ] {
+            failures.extend(check_golden(
+                &golden_path(&input, "tests/golden/policies", suffix),
+                &String::from_utf8_lossy(text),
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

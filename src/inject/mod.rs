@@ -76,7 +76,9 @@ pub(crate) use plan::Plan;
 pub use plan::{ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES};
 pub use prepared::PodPatch;
 pub use typos::opt_in_mistakes;
-pub(crate) use user::{NO_GPU_ENV, PROXY_DEFAULT_UIDS};
+pub(crate) use user::{
+    ENDPOINT_NAMES, NO_GPU_ENV, PROXY_DEFAULT_UIDS, endpoint_warnings, env_from_warnings,
+};
 pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
 
 use crate::crd::{LLMEngine, LLMModel};
@@ -172,51 +174,73 @@ pub(crate) fn check_model_name(value: &str, namespace: &str) -> Result<(), Injec
 fn injection_warnings(spec: &PodSpec, plan: &Plan, user_env: &[EnvVar]) -> Vec<String> {
     let mut warnings = Vec::new();
     if spec.host_network == Some(true) {
-        let exposed = match &plan.router {
-            Some(router) if router.exposed => format!(
-                "; routing.expose also makes the llm-router listen on every address of the node at port {}, open to the node's network",
-                router.port
-            ),
-            _ => String::new(),
-        };
-        warnings.push(format!(
-            "spec.hostNetwork is true: the engines of LLMModel {:?} listen on the node's loopback ({}), which the node and every hostNetwork pod on it share; a second such pod on the node cannot start its engines, and the model API is open to the node{exposed}; drop hostNetwork unless the pod needs it",
-            plan.model_name,
-            plan.endpoint_url()
-        ));
+        warnings.push(host_network_warning(plan));
     }
     warnings.extend(user::endpoint_warnings(spec, plan));
     warnings.extend(user::env_from_warnings(spec, plan, user_env));
-    let defaulted = plan.security_context == containers::restricted_security_context();
     let pod_security = spec.security_context.as_ref();
-    if defaulted
-        && plan.vendor == crate::crd::Vendor::Amd
+    if let Some(warning) = amd_groups_warning(plan)
         && pod_security
             .and_then(|s| s.supplemental_groups.as_ref())
             .is_none_or(Vec::is_empty)
     {
-        warnings.push(format!(
-            "the engines of LLMModel {:?} run as uid {uid}, not root, and ROCm nodes give /dev/kfd and /dev/dri/renderD* to the render and video groups (mode 0660): add the node's render and video gids to the pod's spec.securityContext.supplementalGroups, or let the container runtime hand devices to the container's user (containerd and CRI-O: device_ownership_from_security_context = true), or set LLMEngine {:?} spec.securityContext; otherwise Ollama finds no GPU and runs on the CPU",
-            plan.model_name,
-            plan.engine_name,
-            uid = INJECTED_UID,
-        ));
+        warnings.push(warning);
     }
-    if let Some(claim) = &plan.model_store.persistent_volume_claim
-        && plan
-            .security_context
-            .run_as_user
-            .is_some_and(|uid| uid != 0)
+    if let Some(warning) = fs_group_warning(plan)
         && pod_security.and_then(|s| s.fs_group).is_none()
     {
-        warnings.push(format!(
-            "llm-pull writes the model store, PersistentVolumeClaim {:?}, as uid {}, and a new volume is usually writable by root only: set the pod's spec.securityContext.fsGroup (for example {}) so Kubernetes makes it group-writable, or the pull fails",
-            claim.claim_name,
-            plan.security_context.run_as_user.unwrap_or_default(),
-            plan.security_context.run_as_group.unwrap_or(INJECTED_UID),
-        ));
+        warnings.push(warning);
     }
     warnings
+}
+
+/// The warning for a pod with `hostNetwork: true`.
+pub(crate) fn host_network_warning(plan: &Plan) -> String {
+    let exposed = match &plan.router {
+        Some(router) if router.exposed => format!(
+            "; routing.expose also makes the llm-router listen on every address of the node at port {}, open to the node's network",
+            router.port
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "spec.hostNetwork is true: the engines of LLMModel {:?} listen on the node's loopback ({}), which the node and every hostNetwork pod on it share; a second such pod on the node cannot start its engines, and the model API is open to the node{exposed}; drop hostNetwork unless the pod needs it",
+        plan.model_name,
+        plan.endpoint_url()
+    )
+}
+
+/// The warning for a pod without `spec.securityContext.supplementalGroups`,
+/// when the plan's engines need the ROCm device groups (AMD, the default
+/// non-root security context).
+pub(crate) fn amd_groups_warning(plan: &Plan) -> Option<String> {
+    let defaulted = plan.security_context == containers::restricted_security_context();
+    (defaulted && plan.vendor == crate::crd::Vendor::Amd).then(|| format!(
+        "the engines of LLMModel {:?} run as uid {uid}, not root, and ROCm nodes give /dev/kfd and /dev/dri/renderD* to the render and video groups (mode 0660): add the node's render and video gids to the pod's spec.securityContext.supplementalGroups, or let the container runtime hand devices to the container's user (containerd and CRI-O: device_ownership_from_security_context = true), or set LLMEngine {:?} spec.securityContext; otherwise Ollama finds no GPU and runs on the CPU",
+        plan.model_name,
+        plan.engine_name,
+        uid = INJECTED_UID,
+    ))
+}
+
+/// The warning for a pod without `spec.securityContext.fsGroup`, when
+/// `llm-pull` writes a PersistentVolumeClaim as a non-root uid.
+pub(crate) fn fs_group_warning(plan: &Plan) -> Option<String> {
+    let claim = plan.model_store.persistent_volume_claim.as_ref()?;
+    let uid = plan.security_context.run_as_user.filter(|uid| *uid != 0)?;
+    Some(format!(
+        "llm-pull writes the model store, PersistentVolumeClaim {:?}, as uid {uid}, and a new volume is usually writable by root only: set the pod's spec.securityContext.fsGroup (for example {}) so Kubernetes makes it group-writable, or the pull fails",
+        claim.claim_name,
+        plan.security_context.run_as_group.unwrap_or(INJECTED_UID),
+    ))
+}
+
+/// The warning for every pod of a model whose name no label value can hold.
+pub(crate) fn long_name_warning(plan: &Plan) -> String {
+    format!(
+        "LLMModel {:?} has a name longer than 63 characters, which no label value can hold, so the pod carries no {MODEL_LABEL} label and selectors by model miss it: give the model a shorter name",
+        plan.model_name
+    )
 }
 
 /// The uid of a classic (not native) service-mesh sidecar of the pod. Its
@@ -499,10 +523,7 @@ fn inject_prepared(
     let pull_uid = classic_mesh_proxy_uid(spec);
     let mut warnings = injection_warnings(spec, plan, &prepared.user_env);
     if prepared.model_label.is_none() {
-        warnings.push(format!(
-            "LLMModel {:?} has a name longer than 63 characters, which no label value can hold, so the pod carries no {MODEL_LABEL} label and selectors by model miss it: give the model a shorter name",
-            plan.model_name
-        ));
+        warnings.push(long_name_warning(plan));
     }
     let shape = PodShape::of(meta, spec, &prepared.user_env, pull_uid);
     let patch = prepared.patch_for(&shape)?;

@@ -108,7 +108,7 @@ pub fn is_proxy(container: &Container) -> bool {
 }
 
 /// The names whose value is the engine's address.
-const ENDPOINT_NAMES: [&str; 4] = [
+pub(crate) const ENDPOINT_NAMES: [&str; 4] = [
     "OLLAMA_HOST",
     "OLLAMA_BASE_URL",
     "OPENAI_BASE_URL",

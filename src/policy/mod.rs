@@ -23,6 +23,7 @@ mod cel;
 mod message;
 mod mutating;
 mod refusal;
+mod warning;
 
 use std::collections::BTreeMap;
 
@@ -81,29 +82,43 @@ impl PolicyOptions {
     }
 }
 
-/// The four objects that inject one model's pods, in the order they are
-/// to be created (a binding after its policy).
+/// The objects that inject one model's pods, in the order they are to be
+/// created (a binding after its policy).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelPolicies {
-    /// The name of every one of them.
+    /// The name of the mutating policy and of the refusing one, and of
+    /// their bindings; the warning policy's is [`warning_policy_name`] of it.
     pub name: String,
     pub mutating: Value,
     pub mutating_binding: Value,
+    /// Refuses what injection refuses (`validationActions: [Deny]`).
     pub validating: Value,
     pub validating_binding: Value,
+    /// Warns where the webhook warns (`validationActions: [Warn]`).
+    pub warning: Value,
+    pub warning_binding: Value,
 }
 
 impl ModelPolicies {
     /// The objects, policies before their bindings.
-    pub fn objects(&self) -> [&Value; 4] {
+    pub fn objects(&self) -> [&Value; 6] {
         [
             &self.mutating,
             &self.mutating_binding,
             &self.validating,
             &self.validating_binding,
+            &self.warning,
+            &self.warning_binding,
         ]
     }
 }
+
+/// The name of a model's warning policy, `name` being its other policies'.
+pub fn warning_policy_name(name: &str) -> String {
+    format!("{name}{WARNING_SUFFIX}")
+}
+
+const WARNING_SUFFIX: &str = ".warnings";
 
 /// The name of the policies of `model` in `namespace`:
 /// `llm-injector.NAMESPACE.MODEL` (a namespace has no dot, so no two models
@@ -155,6 +170,22 @@ pub fn model_policies(
         "metadata": metadata,
         "spec": refusal::model_spec(&prepared, namespace, &name, &matching),
     });
+    let warning_name = warning_policy_name(&name);
+    let mut warning_metadata = metadata.clone();
+    warning_metadata["name"] = Value::String(warning_name.clone());
+    let warning = json!({
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": warning_metadata,
+        "spec": warning::model_spec(&prepared, &matching),
+    });
+    let mut warning_binding = binding(
+        "ValidatingAdmissionPolicyBinding",
+        &warning_name,
+        &warning_metadata,
+        &matching,
+    );
+    warning_binding["spec"]["validationActions"] = json!(["Warn"]);
     Ok(ModelPolicies {
         mutating_binding: binding(
             "MutatingAdmissionPolicyBinding",
@@ -170,6 +201,8 @@ pub fn model_policies(
         ),
         mutating,
         validating,
+        warning,
+        warning_binding,
         name,
     })
 }
@@ -318,7 +351,10 @@ mod tests {
         );
         let long = "m".repeat(253);
         let name = policy_name("team-a", &long);
-        assert_eq!(name.len(), 253, "{name}");
+        assert!(name.len() <= 253 - WARNING_SUFFIX.len(), "{name}");
+        assert!(crate::validate::is_dns_subdomain(&warning_policy_name(
+            &name
+        )));
         assert!(crate::validate::is_dns_subdomain(&name), "{name}");
         assert_ne!(name, policy_name("team-a", &"m".repeat(252)));
     }

@@ -243,7 +243,7 @@ pub fn cluster_spec(
             // A model with its own policies is judged by them.
             "expression": format!("variables.invalidName == \"\" && ({key}) in variables.served"),
             "messageExpression": format!(
-                "variables.invalidName != \"\" ? variables.invalidName : ({key}) in variables.refused ? variables.refused[{key}] : request.namespace in variables.unknown ? variables.unknown[request.namespace] : {}",
+                "variables.invalidName != \"\" ? variables.invalidName : ({key}) in variables.refused ? string(variables.refused[{key}]) : request.namespace in variables.unknown ? string(variables.unknown[request.namespace]) : {}",
                 unknown_model(Vec::new())
             ),
             "reason": "Forbidden",

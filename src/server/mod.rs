@@ -11,6 +11,7 @@ mod cluster;
 pub mod leader;
 mod listener;
 mod metrics;
+pub mod policy_controller;
 mod polled_files;
 pub mod review;
 mod routes;
@@ -37,6 +38,7 @@ pub use routes::{AppState, CatalogSource, Health, admin_router, webhook_router};
 
 use crate::catalog::CatalogError;
 use crate::inject::{InjectOptions, Injector};
+use crate::policy::PolicyOptions;
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -85,6 +87,9 @@ pub struct ServeConfig {
     /// How replicas elect the one that writes status; `None`: this one
     /// always does (a single replica).
     pub leader_election: Option<LeaderElection>,
+    /// In cluster mode, whether admission policies inject pods too
+    /// ([`policy_controller`]), and which namespaces they match.
+    pub policies: Option<PolicyOptions>,
 }
 
 impl ServeConfig {
@@ -104,6 +109,7 @@ impl ServeConfig {
             inject_options: InjectOptions::default(),
             status_controller: true,
             leader_election: Some(LeaderElection::new()),
+            policies: None,
         }
     }
 }
@@ -211,12 +217,19 @@ impl Server {
             }
         };
         let certs = managed_certs.as_ref().map(|(managed, ..)| managed.clone());
+        let policies = match (&cluster, &config.policies) {
+            (Some(_), Some(options)) => Some((config.inject_options.clone(), options.clone())),
+            _ => None,
+        };
         let leader_work = match client {
-            Some(client) if status_nodes.is_some() || certs.is_some() => Some(LeaderWork {
-                client,
-                status_nodes,
-                certs,
-            }),
+            Some(client) if status_nodes.is_some() || certs.is_some() || policies.is_some() => {
+                Some(LeaderWork {
+                    client,
+                    status_nodes,
+                    certs,
+                    policies,
+                })
+            }
             _ => None,
         };
 
@@ -356,6 +369,8 @@ struct LeaderWork {
     /// The status controller's Node snapshots, when it runs.
     status_nodes: Option<NodeSnapshots>,
     certs: Option<Arc<ManagedCerts>>,
+    /// The policy controller's options, when it runs.
+    policies: Option<(InjectOptions, PolicyOptions)>,
 }
 
 impl LeaderWork {
@@ -369,6 +384,10 @@ impl LeaderWork {
             .certs
             .clone()
             .map(|certs| certs.maintain(self.client.clone()));
+        let policies = self
+            .policies
+            .clone()
+            .map(|(inject, options)| policy_controller::run(self.client.clone(), inject, options));
         async move {
             let status = async move {
                 if let Some(status) = status {
@@ -380,7 +399,12 @@ impl LeaderWork {
                     certs.await;
                 }
             };
-            tokio::join!(status, certs);
+            let policies = async move {
+                if let Some(policies) = policies {
+                    policies.await;
+                }
+            };
+            tokio::join!(status, certs, policies);
         }
     }
 }

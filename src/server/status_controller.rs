@@ -329,7 +329,15 @@ async fn write_model_status(
         &now(),
         nodes.as_deref().map_or(&[], NodeSnapshot::nodes),
     );
-    write_status(context, model, model.status.as_ref(), &status, |s| {
+    // The policy controller's condition is its own (another field manager):
+    // not part of what is compared here.
+    let previous = model.status.clone().map(|mut previous| {
+        previous
+            .conditions
+            .retain(|c| c.type_ != super::policy_controller::CONDITION);
+        previous
+    });
+    write_status(context, model, previous.as_ref(), &status, |s| {
         &s.conditions
     })
     .await

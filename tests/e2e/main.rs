@@ -24,6 +24,7 @@ mod kubectl;
 mod managed_certs;
 mod overhead;
 mod pods;
+mod policies;
 mod restricted;
 mod status;
 mod validation;
@@ -551,6 +552,9 @@ fn run(suite: &mut Suite, plane: &mut ControlPlane) -> Result<(), String> {
     already_injected(suite)?;
     stored_pod_tools(suite, plane, TEAM);
     validation::inject_errors(suite);
+
+    section("injection by admission policies (injection.mode=policy), the webhook unregistered");
+    policies::check(suite, plane, &registrations[0], &registrations[1])?;
 
     section(
         "across pods: an InferencePool of the Gateway API Inference Extension (examples/gateway)",

@@ -36,7 +36,7 @@ fn webhook_calls(suite: &Suite, name: &str) -> Result<(f64, f64), String> {
     Ok((count, sum))
 }
 
-fn pods(namespace: &str, count: usize) -> Value {
+pub fn pods(namespace: &str, count: usize) -> Value {
     let items: Vec<Value> = (0..count)
         .map(|i| {
             json!({
@@ -52,7 +52,7 @@ fn pods(namespace: &str, count: usize) -> Value {
 
 /// Seconds to create `count` annotated pods in `namespace` with one kubectl
 /// run (kubectl's start-up is paid once), then deletes them.
-fn create_pods(suite: &Suite, namespace: &str, count: usize) -> Result<f64, String> {
+pub fn create_pods(suite: &Suite, namespace: &str, count: usize) -> Result<f64, String> {
     let list = pods(namespace, count);
     let started = Instant::now();
     let out = suite.kubectl.with_object(&["create", "-o", "name"], &list);
@@ -81,7 +81,7 @@ fn create_pods(suite: &Suite, namespace: &str, count: usize) -> Result<f64, Stri
     Ok(elapsed)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

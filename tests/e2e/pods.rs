@@ -119,9 +119,17 @@ const WORKLOAD_KINDS: [&str; 7] = [
 /// Compares the `Warning:` lines kubectl printed with inject's warnings about
 /// the Pods and workloads of the same file.
 fn compare_warnings(cli: &[CliWarning], kubectl_stderr: &str) -> (usize, Vec<String>) {
+    // A ValidatingAdmissionPolicy's warning comes after the apiserver's
+    // own words: "Validation failed for ValidatingAdmissionPolicy 'P' with
+    // binding 'B': MESSAGE".
     let shown: Vec<&str> = kubectl_stderr
         .lines()
         .filter_map(|line| line.strip_prefix("Warning: "))
+        .map(|line| {
+            line.strip_prefix("Validation failed for ValidatingAdmissionPolicy '")
+                .and_then(|rest| rest.split_once("': "))
+                .map_or(line, |(_, message)| message)
+        })
         .collect();
     let expected: Vec<&str> = cli
         .iter()
@@ -150,9 +158,26 @@ fn compare_warnings(cli: &[CliWarning], kubectl_stderr: &str) -> (usize, Vec<Str
 /// and compares every pod of it with the printed documents. Deletes what it
 /// created afterwards.
 pub fn check_file(suite: &Suite, file: &Path, dry_run: bool) -> Result<WorkloadResult, String> {
+    check_file_with(suite, file, dry_run, &["create"])
+}
+
+/// [`check_file`] with `kubectl apply --server-side` (no
+/// last-applied-configuration annotation): the file's objects that exist
+/// already (its LLMEngines and LLMModels, applied before) are kept.
+pub fn check_file_applied(suite: &Suite, file: &Path) -> Result<WorkloadResult, String> {
+    check_file_with(suite, file, false, &["apply", "--server-side"])
+}
+
+fn check_file_with(
+    suite: &Suite,
+    file: &Path,
+    dry_run: bool,
+    verb: &[&str],
+) -> Result<WorkloadResult, String> {
     let (printed, cli) = injected_with_warnings(suite, file)?;
     let path = file.to_str().expect("utf-8 path");
-    let mut args = vec!["create", "-f", path, "-o", "json"];
+    let mut args = verb.to_vec();
+    args.extend(["-f", path, "-o", "json"]);
     if dry_run {
         args.push("--dry-run=server");
     }

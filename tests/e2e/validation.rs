@@ -325,6 +325,11 @@ pub fn catalog_through_apiserver(
 /// Every Pod of tests/golden/errors is refused with the message `inject`
 /// prints for it.
 pub fn inject_errors(suite: &mut Suite) {
+    inject_errors_labelled(suite, "");
+}
+
+/// [`inject_errors`], each check's name ending with `label`.
+pub fn inject_errors_labelled(suite: &mut Suite, label: &str) {
     let dir = suite.root.join("tests/golden/errors");
     let mut stems: Vec<String> = std::fs::read_dir(&dir)
         .expect("tests/golden/errors")
@@ -374,7 +379,12 @@ pub fn inject_errors(suite: &mut Suite) {
                 Ok(said)
             };
             let what = format!(
-                "tests/golden/errors/{stem}.yaml: the pod is refused with inject's message"
+                "tests/golden/errors/{stem}.yaml: the pod is refused with inject's message{}",
+                if label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({label})")
+                }
             );
             suite.report.check(&what, result);
         }

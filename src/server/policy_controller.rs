@@ -1,0 +1,349 @@
+//! The policy controller of `serve --injection-mode policy|both`: keeps, in
+//! the cluster, the admission policies of [`crate::policy`] for every
+//! LLMModel, so the apiserver injects pods itself (Kubernetes 1.36+).
+//!
+//! It watches LLMModels and LLMEngines, and on every change (changes within
+//! 500 ms are one) and every 5 minutes renders the policies of all models
+//! from its caches and makes the cluster hold exactly those: an object whose
+//! rendering changed is applied (server-side, field manager
+//! `llm-injector-policies`; a policy before its binding), one no model
+//! needs any more is deleted (a binding before its policy). Policies are
+//! cluster-scoped, so an owner reference to a namespaced LLMModel would
+//! never collect them (the garbage collector refuses it): the set itself is
+//! what follows the models. Each model's status gets a condition,
+//! `InjectedByPolicy`, saying which policy injects its pods, or why none
+//! does. With several replicas only the elected one runs it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::crd::{API_VERSION, LLMEngine, LLMModel};
+use crate::inject::InjectOptions;
+use crate::lookup::ModelLookup;
+use crate::policy::{self, MANAGED_BY, ModelState, PolicyOptions, PolicySet};
+
+/// The field manager of every policy and condition it writes.
+pub const FIELD_MANAGER: &str = "llm-injector-policies";
+/// The condition it writes on each LLMModel.
+pub const CONDITION: &str = "InjectedByPolicy";
+/// The annotation holding a hash of what was rendered, to skip unchanged objects.
+const HASH_ANNOTATION: &str = "llm.injector.dev/rendered-hash";
+/// How long the set stays unchecked without any event.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Changes closer than this are one sync.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+/// The wait after a failed sync.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// The kinds it manages, policies before bindings.
+const KINDS: [(&str, &str); 4] = [
+    ("MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
+    ("ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
+    (
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+    ),
+    (
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+    ),
+];
+
+fn api(client: &Client, kind: &str) -> Api<DynamicObject> {
+    let plural = KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or("", |(_, p)| *p);
+    let resource = ApiResource {
+        group: "admissionregistration.k8s.io".to_owned(),
+        version: "v1".to_owned(),
+        api_version: policy::API_VERSION.to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    };
+    Api::all_with(client.clone(), &resource)
+}
+
+/// LLMModels and LLMEngines as the watches last saw them.
+struct Caches {
+    models: Store<LLMModel>,
+    engines: Store<LLMEngine>,
+}
+
+impl ModelLookup for Caches {
+    fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>> {
+        self.models.get(&ObjectRef::new(name).within(namespace))
+    }
+    fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>> {
+        self.engines.get(&ObjectRef::new(name).within(namespace))
+    }
+    fn model_names(&self, namespace: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .models
+            .state()
+            .iter()
+            .filter(|m| m.namespace().as_deref() == Some(namespace))
+            .map(|m| m.name_any())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Whether the apiserver serves MutatingAdmissionPolicy v1 (Kubernetes 1.36+).
+async fn served(client: &Client) -> Result<bool, kube::Error> {
+    let resources = client
+        .list_api_group_resources("admissionregistration.k8s.io/v1")
+        .await?;
+    Ok(resources
+        .resources
+        .iter()
+        .any(|r| r.name == "mutatingadmissionpolicies"))
+}
+
+/// Runs until aborted (leadership lost, shutdown).
+pub async fn run(client: Client, inject_options: InjectOptions, options: PolicyOptions) {
+    loop {
+        let wait = match served(&client).await {
+            Ok(true) => break,
+            Ok(false) => {
+                tracing::error!(
+                    "the apiserver does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy (Kubernetes 1.36 and later do): --injection-mode policy cannot inject here; use --injection-mode webhook (checking again in 5 minutes)"
+                );
+                RESYNC
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the apiserver's admissionregistration.k8s.io/v1 resources; retrying");
+                RETRY
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+    let (models, model_writer) = reflector::store();
+    let (engines, engine_writer) = reflector::store();
+    let model_events = watcher(
+        Api::<LLMModel>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(model_writer)
+    .map(|_| ());
+    let engine_events = watcher(
+        Api::<LLMEngine>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(engine_writer)
+    .map(|_| ());
+    let mut changes = std::pin::pin!(futures::stream::select(model_events, engine_events));
+    let caches = Caches { models, engines };
+    // Until both caches hold their first list, keep reading the events.
+    loop {
+        tokio::select! {
+            _ = changes.next() => {}
+            (Ok(()), Ok(())) = async { tokio::join!(caches.models.wait_until_ready(), caches.engines.wait_until_ready()) } => break,
+        }
+    }
+    tracing::info!(
+        field_manager = FIELD_MANAGER,
+        "policy controller started: admission policies follow the LLMModels"
+    );
+    loop {
+        let wait = match sync(&client, &caches, &inject_options, &options).await {
+            Ok(summary) => {
+                tracing::info!(%summary, "admission policies in sync");
+                RESYNC
+            }
+            Err(error) => {
+                tracing::warn!(%error, "admission policies not in sync; retrying");
+                RETRY
+            }
+        };
+        tokio::select! {
+            _ = changes.next() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+        // Changes that follow within DEBOUNCE are the same sync.
+        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.next()).await {}
+    }
+}
+
+/// The hash of an object as rendered.
+fn rendered_hash(object: &Value) -> String {
+    let text = serde_json::to_string(object).unwrap_or_default();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// Makes the cluster hold the policies of the cached models, and their
+/// conditions; says what it did.
+async fn sync(
+    client: &Client,
+    caches: &Caches,
+    inject_options: &InjectOptions,
+    options: &PolicyOptions,
+) -> Result<String, kube::Error> {
+    let mut models = caches.models.state();
+    models.sort_by_key(|m| (m.namespace(), m.name_any()));
+    let namespaced: Vec<(String, Arc<LLMModel>)> = models
+        .into_iter()
+        .map(|m| (m.namespace().unwrap_or_default(), m))
+        .collect();
+    let set = policy::policy_set(
+        namespaced.iter().map(|(ns, m)| (ns.as_str(), &**m)),
+        caches,
+        inject_options,
+        options,
+    );
+    let mut existing: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    for (kind, _) in KINDS {
+        for object in api(client, kind)
+            .list(&ListParams::default().labels(&selector))
+            .await?
+        {
+            let hash = object.annotations().get(HASH_ANNOTATION).cloned();
+            existing.insert((kind.to_owned(), object.name_any()), hash);
+        }
+    }
+    let (mut applied, mut deleted) = (0, 0);
+    let mut wanted = BTreeSet::new();
+    for object in set.objects() {
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let hash = rendered_hash(object);
+        let key = (kind.clone(), name.clone());
+        if existing.get(&key) != Some(&Some(hash.clone())) {
+            let mut object = object.clone();
+            object["metadata"]["annotations"][HASH_ANNOTATION] = Value::String(hash);
+            api(client, &kind)
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&object),
+                )
+                .await?;
+            applied += 1;
+        }
+        wanted.insert(key);
+    }
+    // Bindings before their policies.
+    for (kind, _) in KINDS.iter().rev() {
+        for (key, _) in existing.iter().filter(|(k, _)| k.0 == *kind) {
+            if wanted.contains(key) {
+                continue;
+            }
+            match api(client, kind)
+                .delete(&key.1, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => deleted += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    let written = write_conditions(client, &namespaced, &set).await?;
+    Ok(format!(
+        "{} model(s) served by policies, {} refused; {applied} object(s) applied, {deleted} deleted, {written} condition(s) written",
+        set.models.len(),
+        set.states.len() - set.models.len(),
+    ))
+}
+
+/// The `InjectedByPolicy` condition of a model in `state`.
+fn condition(model: &LLMModel, state: &ModelState, namespace: &str) -> Condition {
+    let name = model.name_any();
+    let (status, reason, message) = match state {
+        ModelState::Served => (
+            "True",
+            "PolicyApplied",
+            format!(
+                "pods asking for this model are injected by MutatingAdmissionPolicy {}, and refused as the webhook refuses them by ValidatingAdmissionPolicy {} (each with its binding)",
+                policy::policy_name(namespace, &name),
+                policy::policy_name(namespace, &name),
+            ),
+        ),
+        ModelState::Refused(error) => (
+            "False",
+            "Refused",
+            format!(
+                "no policy injects this model: {error}; its pods are refused by ValidatingAdmissionPolicy {}",
+                policy::CLUSTER_POLICY
+            ),
+        ),
+    };
+    Condition {
+        type_: CONDITION.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: model.metadata.generation,
+        last_transition_time: Time(Timestamp::now()),
+    }
+}
+
+/// Writes each model's condition where it changed; how many were written.
+async fn write_conditions(
+    client: &Client,
+    models: &[(String, Arc<LLMModel>)],
+    set: &PolicySet,
+) -> Result<usize, kube::Error> {
+    let mut written = 0;
+    for (namespace, model) in models {
+        let key = (namespace.clone(), model.name_any());
+        let Some(state) = set.states.get(&key) else {
+            continue;
+        };
+        let mut next = condition(model, state, namespace);
+        let previous = model
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION));
+        if let Some(previous) = previous {
+            if previous.status == next.status
+                && previous.reason == next.reason
+                && previous.message == next.message
+                && previous.observed_generation == next.observed_generation
+            {
+                continue;
+            }
+            if previous.status == next.status {
+                next.last_transition_time = previous.last_transition_time.clone();
+            }
+        }
+        let patch = json!({
+            "apiVersion": API_VERSION,
+            "kind": "LLMModel",
+            "status": {"conditions": [next]},
+        });
+        match Api::<LLMModel>::namespaced(client.clone(), namespace)
+            .patch_status(
+                &key.1,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(_) => written += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(written)
+}
