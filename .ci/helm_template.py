@@ -2,7 +2,7 @@
 """`helm template` for CI, with the real Helm library and no helm binary.
 
     python3 .ci/helm_template.py CHART [--set k=v]... [--values FILE]...
-        [--release NAME] [--namespace NS] [--include-crds] [-o FILE]
+        [--release NAME] [--namespace NS] [--include-crds] [--kube-version V] [-o FILE]
 
 Renders the chart offline (no cluster: `lookup` returns nothing, as under
 `helm template`) through helm-python-sdk, the PyPI wheel that ships Helm v4 as
@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--release", default="llm-injector", help="release name (default llm-injector)")
     parser.add_argument("--namespace", "-n", default="llm-system", help="release namespace (default llm-system)")
     parser.add_argument("--include-crds", action="store_true", help="also print the chart's crds/")
+    parser.add_argument("--kube-version", help="the cluster's Kubernetes version (.Capabilities.KubeVersion)")
     parser.add_argument("--output", "-o", help="write here instead of stdout")
     args = parser.parse_args()
 
@@ -77,8 +78,18 @@ def main() -> int:
             if args.include_crds:
                 for crd in sorted(chart.crds, key=lambda c: c["filename"]):
                     out += [f"# Source: {crd['filename']}\n{d}" for d in documents(crd["data"], crd["filename"])]
-            rendered = chart.render(values=user_values, name=args.release,
-                                    namespace=args.namespace, is_install=True)
+            if args.kube_version:
+                # Chart.render has no parameter for it; the library's render
+                # options do (helm_render's "kube_version").
+                import json
+                from helm_python import _native
+                rendered = json.loads(_native.call_string(
+                    "helm_render", chart._raw(), json.dumps(user_values),
+                    json.dumps({"name": args.release, "namespace": args.namespace,
+                                "is_install": True, "kube_version": args.kube_version})))
+            else:
+                rendered = chart.render(values=user_values, name=args.release,
+                                        namespace=args.namespace, is_install=True)
         for path in sorted(rendered):
             if not path.endswith("NOTES.txt"):
                 out += [f"# Source: {path}\n{d}" for d in documents(rendered[path], path)]

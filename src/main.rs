@@ -75,10 +75,10 @@ enum Command {
     /// cluster (`explain pod/NAME`). Exit 1 when one is refused.
     Explain(ExplainArgs),
     /// Print the admission policies (Kubernetes 1.36+) that inject the
-    /// LLMModels of YAML files without the webhook: per model a
-    /// MutatingAdmissionPolicy and a ValidatingAdmissionPolicy with their
-    /// bindings, and one ValidatingAdmissionPolicy refusing pods that ask for
-    /// a model no policy injects.
+    /// LLMModels of YAML files without the webhook: per namespace a
+    /// MutatingAdmissionPolicy and a warning ValidatingAdmissionPolicy with
+    /// their bindings, and one ValidatingAdmissionPolicy refusing the pods
+    /// the webhook would refuse.
     Policies(policies_cli::PoliciesArgs),
 }
 

@@ -145,9 +145,9 @@ pub struct ServeArgs {
     /// Who injects pods. `webhook`: this server's /mutate (the apiserver is
     /// told so by a MutatingWebhookConfiguration). `policy` or `both`
     /// (Kubernetes 1.36+, without --catalog): the elected replica also keeps
-    /// a MutatingAdmissionPolicy per LLMModel, with
-    /// ValidatingAdmissionPolicies refusing what injection refuses, so the
-    /// apiserver injects pods itself; with `both` the webhook stays
+    /// a MutatingAdmissionPolicy per namespace with LLMModels, with
+    /// ValidatingAdmissionPolicies warning and refusing as the webhook does,
+    /// so the apiserver injects pods itself; with `both` the webhook stays
     /// registered as well (for what no policy injects).
     #[arg(long, env = "LLM_INJECTOR_INJECTION_MODE", value_enum, default_value_t = InjectionMode::Webhook)]
     injection_mode: InjectionMode,

@@ -79,6 +79,26 @@ pub fn pointer(tokens: &[&str]) -> String {
     string(&format!("/{}", escaped.join("/")))
 }
 
+/// CEL choosing by `selector` (a string expression) among `branches`
+/// (value, expression): the expression of the branch whose value it
+/// equals, the last one's otherwise; one expression when all are the same.
+pub fn switch(selector: &str, branches: &[(&str, &str)]) -> String {
+    let Some(((_, last), init)) = branches.split_last() else {
+        return "null".to_owned();
+    };
+    if branches.iter().all(|(_, expression)| expression == last) {
+        return (*last).to_owned();
+    }
+    init.iter()
+        .rev()
+        .fold(format!("({last})"), |otherwise, (value, expression)| {
+            format!(
+                "{selector} == {} ? ({expression})\n: {otherwise}",
+                string(value)
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +137,20 @@ mod tests {
             r#""/metadata/annotations/llm.injector.dev~1status""#
         );
         assert_eq!(pointer(&["a~b"]), r#""/a~0b""#);
+    }
+
+    #[test]
+    fn switches_table() {
+        assert_eq!(switch("m", &[("a", "1")]), "1");
+        assert_eq!(switch("m", &[("a", "1"), ("b", "1")]), "1");
+        assert_eq!(
+            switch("m", &[("a", "1"), ("b", "2")]),
+            "m == \"a\" ? (1)\n: (2)"
+        );
+        assert_eq!(
+            switch("m", &[("a", "1"), ("b", "2"), ("c", "3")]),
+            "m == \"a\" ? (1)\n: m == \"b\" ? (2)\n: (3)"
+        );
     }
 
     #[test]

@@ -3,20 +3,25 @@
 //! from the same [`Prepared`](crate::inject::Prepared) injection as the
 //! webhook's patch.
 //!
-//! For each LLMModel ([`model_policies`]):
+//! For each namespace with LLMModels ([`namespace_policies`]):
 //! - a MutatingAdmissionPolicy and its binding, whose one JSONPatch
-//!   mutation adds what `llm-injector inject` adds (`mutating`);
-//! - a ValidatingAdmissionPolicy and its binding that refuse, with the
-//!   webhook's messages, the pods injection refuses (`refusal`).
+//!   mutation adds what `llm-injector inject` adds for the model the pod
+//!   asks for (`mutating`), or, for a pod the webhook would refuse, marks
+//!   it with the webhook's message (`refusal`);
+//! - a ValidatingAdmissionPolicy and its binding (`validationActions:
+//!   [Warn]`) giving the webhook's warnings (`warning`).
 //!
-//! And one for the cluster ([`cluster_policies`]): pods asking for a model
-//! that no policy injects are refused as the webhook refuses them.
+//! And one for the cluster ([`cluster_policies`]): a pod asking for a model
+//! and not injected is refused as the webhook refuses it.
 //!
-//! Policies are cluster-scoped: each is bound to its model's namespace by a
-//! `namespaceSelector` on `kubernetes.io/metadata.name`, narrowed by the
-//! namespaces injection is allowed in ([`PolicyOptions`]).
-//! docs/design/admission-policies-research.md and
-//! docs/design/prototypes/NOTES.md hold what a real kube-apiserver 1.36.3
+//! One policy per namespace, not per model: the apiserver converts the pod
+//! for every policy bound to its namespace, about 0.4 ms each, so policies
+//! per model would make a pod's create slower with every model of its
+//! namespace (docs/design/prototypes/NOTES.md, pitfall 9). Policies are
+//! cluster-scoped: each is bound to its namespace by a `namespaceSelector`
+//! on `kubernetes.io/metadata.name`, narrowed by the namespaces injection
+//! is allowed in ([`PolicyOptions`]). docs/design/admission-policies-research.md
+//! and docs/design/prototypes/NOTES.md hold what a real kube-apiserver 1.36.3
 //! taught the design.
 
 mod cel;
@@ -31,7 +36,7 @@ use serde_json::{Value, json};
 
 pub use refusal::ModelState;
 
-use crate::crd::{LLMEngine, LLMModel};
+use crate::crd::LLMModel;
 use crate::inject::{InjectError, InjectOptions, Prepared};
 use crate::lookup::ModelLookup;
 
@@ -39,11 +44,16 @@ use crate::lookup::ModelLookup;
 pub const API_VERSION: &str = "admissionregistration.k8s.io/v1";
 /// The label every generated policy and binding carries (`managed-by`).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "llm-injector");
-/// The annotation naming what a policy is for: `NAMESPACE/MODEL`, or
-/// `cluster` for [`cluster_policies`].
+/// The annotation naming what a policy is for: its namespace, or `cluster`
+/// for [`cluster_policies`].
 pub const FOR_ANNOTATION: &str = "llm.injector.dev/policy-for";
-/// The name of the cluster-wide policy and its binding.
-pub const CLUSTER_POLICY: &str = "llm-injector.models-not-injected";
+/// The name of the cluster-wide policy and its binding (a dash where the
+/// namespaces' have a dot, so no namespace's name can take it).
+pub const CLUSTER_POLICY: &str = "llm-injector-models-not-injected";
+/// The annotation a namespace's mutating policy puts, instead of injecting,
+/// on a pod the webhook would refuse: the webhook's message, which the
+/// cluster's policy refuses the pod with (so the pod is never stored).
+pub const REFUSED_ANNOTATION: &str = "llm.injector.dev/refused";
 
 /// How policies are matched beyond the model's own namespace.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,102 +92,74 @@ impl PolicyOptions {
     }
 }
 
-/// The objects that inject one model's pods, in the order they are to be
-/// created (a binding after its policy).
+/// The policies of one namespace, in the order they are to be created (a
+/// binding after its policy).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModelPolicies {
-    /// The name of the mutating policy and of the refusing one, and of
-    /// their bindings; the warning policy's is [`warning_policy_name`] of it.
+pub struct NamespacePolicies {
+    pub namespace: String,
+    /// The models they inject, sorted.
+    pub models: Vec<String>,
+    /// The name of the mutating policy and its binding ([`policy_name`]);
+    /// the warning policy's is [`warning_policy_name`] of it.
     pub name: String,
     pub mutating: Value,
     pub mutating_binding: Value,
-    /// Refuses what injection refuses (`validationActions: [Deny]`).
-    pub validating: Value,
-    pub validating_binding: Value,
     /// Warns where the webhook warns (`validationActions: [Warn]`).
     pub warning: Value,
     pub warning_binding: Value,
 }
 
-impl ModelPolicies {
+impl NamespacePolicies {
     /// The objects, policies before their bindings.
-    pub fn objects(&self) -> [&Value; 6] {
+    pub fn objects(&self) -> [&Value; 4] {
         [
             &self.mutating,
             &self.mutating_binding,
-            &self.validating,
-            &self.validating_binding,
             &self.warning,
             &self.warning_binding,
         ]
     }
 }
 
-/// The name of a model's warning policy, `name` being its other policies'.
+/// The name of the policies of `namespace`: `llm-injector.NAMESPACE`.
+pub fn policy_name(namespace: &str) -> String {
+    format!("llm-injector.{namespace}")
+}
+
+/// The name of a namespace's warning policy, `name` being its mutating one's.
 pub fn warning_policy_name(name: &str) -> String {
-    format!("{name}{WARNING_SUFFIX}")
+    format!("{name}.warnings")
 }
 
-const WARNING_SUFFIX: &str = ".warnings";
-
-/// The name of the policies of `model` in `namespace`:
-/// `llm-injector.NAMESPACE.MODEL` (a namespace has no dot, so no two models
-/// share it); past 253 characters, cut and ended with a hash of the whole.
-pub fn policy_name(namespace: &str, model: &str) -> String {
-    let name = format!("llm-injector.{namespace}.{model}");
-    if name.len() <= 253 {
-        return name;
-    }
-    let hash = format!("{:016x}", fnv1a(name.as_bytes()));
-    let mut cut = name[..253 - hash.len() - 1]
-        .trim_end_matches(['.', '-'])
-        .to_owned();
-    cut.push('.');
-    cut.push_str(&hash);
-    cut
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The policies that inject `model` (served by `engine`) into the pods of
-/// `namespace` that ask for it; the error injection gives for the pair when
-/// it refuses it.
-pub fn model_policies(
-    model: &LLMModel,
-    engine: &LLMEngine,
+/// The policies that inject `models` (each prepared on its engine) into the
+/// pods of `namespace` that ask for them; `models` is not empty.
+pub(crate) fn namespace_policies(
     namespace: &str,
-    inject_options: &InjectOptions,
+    models: &[Prepared],
     options: &PolicyOptions,
-) -> Result<ModelPolicies, InjectError> {
-    let prepared = Prepared::new(model, engine, inject_options)?;
-    let model_name = &prepared.plan.model_name;
-    let name = policy_name(namespace, model_name);
+) -> Result<NamespacePolicies, InjectError> {
+    let name = policy_name(namespace);
     let matching = match_resources(options, Some(namespace));
-    let metadata = metadata(&name, &format!("{namespace}/{model_name}"));
+    let metadata = metadata(&name, namespace);
+    let mutations = models
+        .iter()
+        .map(|prepared| mutating::model_mutation(prepared, namespace))
+        .collect::<Result<Vec<_>, _>>()?;
     let mutating = json!({
         "apiVersion": API_VERSION,
         "kind": "MutatingAdmissionPolicy",
         "metadata": metadata,
-        "spec": mutating::spec(&prepared, namespace, &matching)?,
-    });
-    let validating = json!({
-        "apiVersion": API_VERSION,
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": metadata,
-        "spec": refusal::model_spec(&prepared, namespace, &name, &matching),
+        "spec": mutating::namespace_spec(&mutations, &matching),
     });
     let warning_name = warning_policy_name(&name);
-    let mut warning_metadata = metadata.clone();
-    warning_metadata["name"] = Value::String(warning_name.clone());
+    let warning_metadata = self::metadata(&warning_name, namespace);
+    let warnings: Vec<warning::ModelWarnings> =
+        models.iter().map(warning::ModelWarnings::of).collect();
     let warning = json!({
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
         "metadata": warning_metadata,
-        "spec": warning::model_spec(&prepared, &matching),
+        "spec": warning::namespace_spec(&warnings, &matching),
     });
     let mut warning_binding = binding(
         "ValidatingAdmissionPolicyBinding",
@@ -186,21 +168,16 @@ pub fn model_policies(
         &matching,
     );
     warning_binding["spec"]["validationActions"] = json!(["Warn"]);
-    Ok(ModelPolicies {
+    Ok(NamespacePolicies {
+        namespace: namespace.to_owned(),
+        models: mutations.into_iter().map(|m| m.model).collect(),
         mutating_binding: binding(
             "MutatingAdmissionPolicyBinding",
             &name,
             &metadata,
             &matching,
         ),
-        validating_binding: binding(
-            "ValidatingAdmissionPolicyBinding",
-            &name,
-            &metadata,
-            &matching,
-        ),
         mutating,
-        validating,
         warning,
         warning_binding,
         name,
@@ -233,11 +210,11 @@ pub fn cluster_policies(
     ]
 }
 
-/// The policies of a set of models: each model's own, and the cluster's.
+/// The policies of a set of models: each namespace's, and the cluster's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicySet {
-    /// The models injection serves, in namespace then name order.
-    pub models: Vec<ModelPolicies>,
+    /// The namespaces with models injection serves, in name order.
+    pub namespaces: Vec<NamespacePolicies>,
     /// What became of every model: served, or refused and why.
     pub states: BTreeMap<(String, String), ModelState>,
     /// [`cluster_policies`] for them.
@@ -247,48 +224,72 @@ pub struct PolicySet {
 impl PolicySet {
     /// Every object, each policy before its binding, the cluster's last.
     pub fn objects(&self) -> impl Iterator<Item = &Value> {
-        self.models
+        self.namespaces
             .iter()
-            .flat_map(ModelPolicies::objects)
+            .flat_map(NamespacePolicies::objects)
             .chain(self.cluster.iter())
+    }
+
+    /// How many models policies serve.
+    pub fn served(&self) -> usize {
+        self.namespaces.iter().map(|n| n.models.len()).sum()
     }
 }
 
 /// The policies of `models` (with their namespaces), their engines looked
-/// up in `lookup`.
+/// up in `lookup`. A model injection refuses gets none: the cluster's
+/// policy refuses its pods with the webhook's message.
 pub fn policy_set<'a, L: ModelLookup + ?Sized>(
     models: impl IntoIterator<Item = (&'a str, &'a LLMModel)>,
     lookup: &L,
     inject_options: &InjectOptions,
     options: &PolicyOptions,
 ) -> PolicySet {
-    let mut set = PolicySet {
-        models: Vec::new(),
-        states: BTreeMap::new(),
-        cluster: [Value::Null, Value::Null],
-    };
+    let mut states = BTreeMap::new();
+    let mut prepared: BTreeMap<String, Vec<Prepared>> = BTreeMap::new();
     for (namespace, model) in models {
         let name = model.metadata.name.clone().unwrap_or_default();
         let engine_name = &model.spec.engine_ref.name;
-        let rendered = match lookup.engine(namespace, engine_name) {
+        let made = match lookup.engine(namespace, engine_name) {
             None => Err(InjectError::MissingEngine {
                 namespace: namespace.to_owned(),
                 model: name.clone(),
                 engine: engine_name.clone(),
             }),
-            Some(engine) => model_policies(model, &engine, namespace, inject_options, options),
+            Some(engine) => Prepared::new(model, &engine, inject_options),
         };
-        let state = match rendered {
-            Ok(policies) => {
-                set.models.push(policies);
+        let state = match made {
+            Ok(made) => {
+                prepared.entry(namespace.to_owned()).or_default().push(made);
                 ModelState::Served
             }
             Err(error) => ModelState::Refused(error),
         };
-        set.states.insert((namespace.to_owned(), name), state);
+        states.insert((namespace.to_owned(), name), state);
     }
-    set.cluster = cluster_policies(&set.states, options);
-    set
+    let mut namespaces = Vec::new();
+    for (namespace, mut models) in prepared {
+        models.sort_by(|a, b| a.plan.model_name.cmp(&b.plan.model_name));
+        match namespace_policies(&namespace, &models, options) {
+            Ok(policies) => namespaces.push(policies),
+            // Not expected (the patch of a prepared injection serialises):
+            // its models are refused with the reason rather than dropped.
+            Err(error) => {
+                for model in &models {
+                    states.insert(
+                        (namespace.clone(), model.plan.model_name.clone()),
+                        ModelState::Refused(error.clone()),
+                    );
+                }
+            }
+        }
+    }
+    let cluster = cluster_policies(&states, options);
+    PolicySet {
+        namespaces,
+        states,
+        cluster,
+    }
 }
 
 fn metadata(name: &str, for_what: &str) -> Value {
@@ -343,19 +344,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn policy_names_table() {
-        assert_eq!(policy_name("team-a", "qwen"), "llm-injector.team-a.qwen");
+    fn names_never_meet() {
+        assert_eq!(policy_name("team-a"), "llm-injector.team-a");
         assert_eq!(
-            policy_name("team-a", "qwen.v2"),
-            "llm-injector.team-a.qwen.v2"
+            warning_policy_name(&policy_name("team-a")),
+            "llm-injector.team-a.warnings"
         );
-        let long = "m".repeat(253);
-        let name = policy_name("team-a", &long);
-        assert!(name.len() <= 253 - WARNING_SUFFIX.len(), "{name}");
+        // The longest namespace name still makes a valid object name.
+        let longest = "n".repeat(63);
         assert!(crate::validate::is_dns_subdomain(&warning_policy_name(
-            &name
+            &policy_name(&longest)
         )));
-        assert!(crate::validate::is_dns_subdomain(&name), "{name}");
-        assert_ne!(name, policy_name("team-a", &"m".repeat(252)));
+        // A namespace's names have a dot after the prefix; the cluster's has none.
+        assert!(!CLUSTER_POLICY.starts_with("llm-injector."));
     }
 }

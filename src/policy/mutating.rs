@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use super::{cel, refusal};
+use super::{REFUSED_ANNOTATION, cel, refusal};
 use crate::inject::{
     InjectError, NO_GPU_ENV, PROXY_CONTAINERS, PROXY_DEFAULT_UIDS, Prepared, container_env,
 };
@@ -20,14 +20,21 @@ use crate::{MODEL_ANNOTATION, MODEL_LABEL, STATUS_ANNOTATION};
 /// A uid no pull container has, marking where the proxy's uid goes.
 const UID_MARK: i64 = 1_999_999_937;
 
-/// The `spec` of the MutatingAdmissionPolicy injecting `prepared`'s model,
-/// matching pods with `match_constraints`.
-pub fn spec(
-    prepared: &Prepared,
-    namespace: &str,
-    match_constraints: &Value,
-) -> Result<Value, InjectError> {
-    let model = &prepared.plan.model_name;
+/// One model's part of its namespace's MutatingAdmissionPolicy.
+#[derive(Debug, Clone)]
+pub struct ModelMutation {
+    /// The LLMModel's name.
+    pub model: String,
+    /// Its variables (the same names, in the same order, for every model).
+    pub variables: Vec<(&'static str, String)>,
+    /// The JSON Patch that injects it, as a CEL list of `JSONPatch`.
+    pub patch: String,
+    /// What the webhook would refuse in the pod (`refusal::refusals`).
+    pub refusals: String,
+}
+
+/// The CEL of injecting `prepared`'s model into a pod of `namespace`.
+pub fn model_mutation(prepared: &Prepared, namespace: &str) -> Result<ModelMutation, InjectError> {
     let mut variables = vec![
         ("wanted", wanted(prepared)),
         ("relevant", relevant(prepared)),
@@ -50,7 +57,7 @@ pub fn spec(
         ("created", created(prepared)),
     ];
     variables.push(("status", status(prepared)?));
-    let expression = [
+    let patch = [
         metadata_operations(prepared),
         env_operations(),
         append_operations("initContainers", &init_container_literals(prepared)?),
@@ -77,33 +84,78 @@ pub fn spec(
     .map(|part| format!("({part})"))
     .collect::<Vec<_>>()
     .join("\n+ ");
-    Ok(json!({
+    Ok(ModelMutation {
+        model: prepared.plan.model_name.clone(),
+        variables,
+        patch,
+        refusals: refusal::refusals(prepared, namespace),
+    })
+}
+
+/// CEL: the model the pod asks for (the matchConditions make sure it has
+/// the annotation).
+pub const MODEL: &str = "variables.model";
+
+/// The `variables` entry of [`MODEL`].
+pub fn model_variable() -> Value {
+    json!({
+        "name": "model",
+        "expression": format!("object.metadata.annotations[{}]", cel::string(MODEL_ANNOTATION)),
+    })
+}
+
+/// CEL: the pod's annotation names one of `models`.
+pub fn asks_for_one_of(models: &[String]) -> String {
+    format!(
+        "has(object.metadata.annotations) && object.metadata.annotations[?{}].orValue(\"\") in {}",
+        cel::string(MODEL_ANNOTATION),
+        cel::string_list(models)
+    )
+}
+
+/// The `spec` of the MutatingAdmissionPolicy of a namespace whose models
+/// are `models` (at least one), matching pods with `match_constraints`:
+/// each variable and the patch chosen by the model the pod asks for. A pod
+/// the webhook would refuse is not injected but marked with
+/// [`REFUSED_ANNOTATION`] and the webhook's message, which the cluster's
+/// validating policy refuses it with.
+pub fn namespace_spec(models: &[ModelMutation], match_constraints: &Value) -> Value {
+    let names: Vec<String> = models.iter().map(|m| m.model.clone()).collect();
+    let mut variables = vec![model_variable()];
+    let first = &models[0];
+    for (index, (name, _)) in first.variables.iter().enumerate() {
+        let branches: Vec<(&str, &str)> = models
+            .iter()
+            .map(|m| (m.model.as_str(), m.variables[index].1.as_str()))
+            .collect();
+        variables.push(json!({"name": name, "expression": cel::switch(MODEL, &branches)}));
+    }
+    let refusals: Vec<(&str, &str)> = models
+        .iter()
+        .map(|m| (m.model.as_str(), m.refusals.as_str()))
+        .collect();
+    variables.push(json!({"name": "refusals", "expression": cel::switch(MODEL, &refusals)}));
+    let patches: Vec<(&str, &str)> = models
+        .iter()
+        .map(|m| (m.model.as_str(), m.patch.as_str()))
+        .collect();
+    let expression = format!(
+        "size(variables.refusals) > 0\n? [JSONPatch{{op: \"add\", path: {}, value: variables.refusals[0]}}]\n: {}",
+        cel::pointer(&["metadata", "annotations", REFUSED_ANNOTATION]),
+        cel::switch(MODEL, &patches)
+    );
+    json!({
         "failurePolicy": "Fail",
         // The not-injected-yet condition makes a second run a no-op.
         "reinvocationPolicy": "Never",
         "matchConstraints": match_constraints,
         "matchConditions": [
-            {"name": "asks-for-this-model", "expression": asks_for(model)},
+            {"name": "asks-for-a-model-of-this-namespace", "expression": asks_for_one_of(&names)},
             {"name": "not-injected-yet", "expression": not_injected()},
-            // A pod the webhook would refuse is left alone here, and refused
-            // with the webhook's message by the validating policy.
-            {"name": "injectable", "expression": format!("size({}) == 0", refusal::refusals(prepared, namespace))},
         ],
-        "variables": variables
-            .into_iter()
-            .map(|(name, expression)| json!({"name": name, "expression": expression}))
-            .collect::<Vec<_>>(),
+        "variables": variables,
         "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": expression}}],
-    }))
-}
-
-/// CEL: the pod's annotation names `model`.
-pub fn asks_for(model: &str) -> String {
-    format!(
-        "has(object.metadata.annotations) && object.metadata.annotations[?{}] == optional.of({})",
-        cel::string(MODEL_ANNOTATION),
-        cel::string(model)
-    )
+    })
 }
 
 /// CEL: the pod carries no status annotation.

@@ -1,18 +1,20 @@
-//! The ValidatingAdmissionPolicies that refuse, with the webhook's messages,
-//! what injection refuses: per model, the checks against the pod
-//! (`inject_prepared`: name collisions, ports, runtimeClassName, the model
-//! label); for the cluster, pods asking for a model that no policy injects
-//! (a name that is not one, an unknown model, a model that breaks a rule).
-//!
-//! A validating policy sees the pod after mutation, so the mutating policy
-//! leaves alone every pod these refuse (its `injectable` condition is
-//! [`refusals`] being empty), and a pod still without a status annotation
-//! here was not injected.
+//! Refusing, with the webhook's messages, what injection refuses: per
+//! model, the checks against the pod (`inject_prepared`: name collisions,
+//! ports, runtimeClassName, the model label) as CEL ([`refusals`]), which
+//! the namespace's mutating policy evaluates and, instead of injecting,
+//! writes the first of into `REFUSED_ANNOTATION`; and the cluster's
+//! ValidatingAdmissionPolicy, which refuses every pod asking for a model
+//! and left without a status annotation: with that message, or as the
+//! webhook refuses a name that is not one, an unknown model or a model that
+//! breaks a rule. (A validating policy sees the pod after mutation, and one
+//! bound policy fewer per namespace is one conversion of the pod fewer per
+//! create: docs/design/prototypes/NOTES.md, pitfall 9.)
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::REFUSED_ANNOTATION;
 use super::cel;
 use super::message::{shown, template};
 use super::mutating::not_injected;
@@ -151,35 +153,6 @@ pub fn refusals(prepared: &Prepared, namespace: &str) -> String {
     parts.join("\n+ ")
 }
 
-/// The `spec` of the ValidatingAdmissionPolicy that refuses, for one
-/// model, the pods its mutating policy `injector` left alone.
-pub fn model_spec(
-    prepared: &Prepared,
-    namespace: &str,
-    injector: &str,
-    match_constraints: &Value,
-) -> Value {
-    let model = &prepared.plan.model_name;
-    let not_run = format!(
-        "llm-injector: pod {namespace}/{MARK}NAME: LLMModel {model:?} is injected by MutatingAdmissionPolicy {injector:?}, which did not inject this pod (the apiserver loads a new or changed policy within seconds): create the pod again, and if it persists check that the policy and its binding exist"
-    );
-    let not_run = template(&not_run, &[(&format!("{MARK}NAME"), POD_NAME)]);
-    json!({
-        "failurePolicy": "Fail",
-        "matchConstraints": match_constraints,
-        "matchConditions": [
-            {"name": "asks-for-this-model", "expression": super::mutating::asks_for(model)},
-            {"name": "not-injected", "expression": not_injected()},
-        ],
-        "variables": [{"name": "refusals", "expression": refusals(prepared, namespace)}],
-        "validations": [{
-            "expression": "false",
-            "messageExpression": format!("size(variables.refusals) > 0 ? variables.refusals[0] : {not_run}"),
-            "reason": "Forbidden",
-        }],
-    })
-}
-
 /// What the cluster-wide policy knows of one LLMModel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelState {
@@ -201,7 +174,13 @@ pub fn cluster_spec(
     let served: Vec<String> = models
         .iter()
         .filter(|(_, state)| **state == ModelState::Served)
-        .map(|((ns, name), _)| format!("{}: true", cel::string(&format!("{ns}/{name}"))))
+        .map(|((ns, name), _)| {
+            format!(
+                "{}: {}",
+                cel::string(&format!("{ns}/{name}")),
+                cel::string(&super::policy_name(ns))
+            )
+        })
         .collect();
     let refused: Vec<String> = models
         .iter()
@@ -240,15 +219,37 @@ pub fn cluster_spec(
             {"name": "invalidName", "expression": invalid_name},
         ],
         "validations": [{
-            // A model with its own policies is judged by them.
-            "expression": format!("variables.invalidName == \"\" && ({key}) in variables.served"),
+            // Not injected: refused by its namespace's mutating policy (the
+            // webhook's message in REFUSED_ANNOTATION), or not served by one.
+            "expression": "false",
             "messageExpression": format!(
-                "variables.invalidName != \"\" ? variables.invalidName : ({key}) in variables.refused ? string(variables.refused[{key}]) : request.namespace in variables.unknown ? string(variables.unknown[request.namespace]) : {}",
-                unknown_model(Vec::new())
+                "({key}) in variables.served && {marked} ? string(object.metadata.annotations[{refused}]) : variables.invalidName != \"\" ? variables.invalidName : ({key}) in variables.refused ? string(variables.refused[{key}]) : ({key}) in variables.served ? {not_run} : request.namespace in variables.unknown ? string(variables.unknown[request.namespace]) : {}",
+                unknown_model(Vec::new()),
+                marked = format!("{} in object.metadata.annotations", cel::string(REFUSED_ANNOTATION)),
+                refused = cel::string(REFUSED_ANNOTATION),
+                not_run = not_run(&format!("string(variables.served[{key}])")),
             ),
             "reason": "Forbidden",
         }],
     })
+}
+
+/// CEL: the message for a pod its namespace's mutating policy (named by
+/// `policy`, CEL) should have injected and did not: the apiserver had not
+/// loaded the policy yet.
+fn not_run(policy: &str) -> String {
+    let text = format!(
+        "llm-injector: pod {MARK}NS/{MARK}NAME: LLMModel {MARK:?} is injected by MutatingAdmissionPolicy {:?}, which did not inject this pod (the apiserver loads a new or changed policy within seconds): create the pod again, and if it persists check that the policy and its binding exist",
+        format!("{MARK}POLICY")
+    );
+    let quoted_policy = format!("(\"\\\"\" + {policy} + \"\\\"\")");
+    let mut holes = request_holes();
+    holes.push((format!("{:?}", format!("{MARK}POLICY")), quoted_policy));
+    let holes: Vec<(&str, &str)> = holes
+        .iter()
+        .map(|(w, e)| (w.as_str(), e.as_str()))
+        .collect();
+    template(&text, &holes)
 }
 
 /// The marks of a message about the annotation's value in the request's

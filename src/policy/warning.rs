@@ -1,22 +1,25 @@
-//! The ValidatingAdmissionPolicy of one model that gives, as admission
+//! The ValidatingAdmissionPolicy of a namespace that gives, as admission
 //! warnings (`validationActions: [Warn]`), what the webhook warns about a
-//! pod it injects (`injection_warnings`): hostNetwork, user containers that
-//! set an endpoint name elsewhere, envFrom keys injection would shadow, the
-//! ROCm groups, the model store's fsGroup, a model name too long for a
-//! label. The texts come from the webhook's own functions: static ones as
-//! they are, the others made for a pod of placeholders and templated.
+//! pod it injects (`injection_warnings`), in its order: hostNetwork, user
+//! containers that set an endpoint name elsewhere, envFrom keys injection
+//! shadows, the ROCm groups, the model store's fsGroup, a model name too
+//! long for a label. The texts come from the webhook's own functions:
+//! static ones as they are, the others made for a pod of placeholders and
+//! templated; what is the model's own is in variables chosen by the model
+//! the pod asks for, so the rest is one text for every model.
 //!
 //! It runs on the injected pod, after mutation: the env entries injection
-//! added are read back from the status annotation it wrote. One validation
-//! gives at most one warning, so per-container warnings are one validation
-//! per container (the first [`WARNED_CONTAINERS`]) and endpoint name.
+//! added are read back from the status annotation it wrote. All warnings
+//! are one list (`variables.warnings`), and one validation gives one
+//! warning, so the first [`WARNINGS`] of them are given: a validation costs
+//! the apiserver about 50 µs even when it only reads a list's size.
 
 use k8s_openapi::api::core::v1::{ConfigMapEnvSource, Container, EnvFromSource, PodSpec};
 use serde_json::{Value, json};
 
 use super::cel;
 use super::message::template;
-use super::mutating::asks_for;
+use super::mutating::{MODEL, asks_for_one_of, model_variable};
 use crate::STATUS_ANNOTATION;
 use crate::inject::{
     ENDPOINT_NAMES, PROXY_CONTAINERS, Prepared, amd_groups_warning, container_env,
@@ -24,8 +27,8 @@ use crate::inject::{
     long_name_warning,
 };
 
-/// How many user containers (by index) get per-container warnings.
-pub const WARNED_CONTAINERS: usize = 10;
+/// How many warnings a pod is given at most.
+pub const WARNINGS: usize = 8;
 
 /// A name no pod has, marking where the pod's value goes.
 const MARK: &str = "LLMINJECTORMARK";
@@ -35,84 +38,189 @@ fn quoted(expression: &str) -> String {
     format!(r#"("\"" + {expression} + "\"")"#)
 }
 
-/// The `spec` of the policy warning about `prepared`'s pods.
-pub fn model_spec(prepared: &Prepared, match_constraints: &Value) -> Value {
-    let plan = &prepared.plan;
-    let mut validations = vec![json!({
-        "expression": "!has(object.spec.hostNetwork) || !object.spec.hostNetwork",
-        "message": host_network_warning(plan),
-    })];
-    for index in 0..WARNED_CONTAINERS {
-        for name in ENDPOINT_NAMES {
-            validations.push(endpoint_validation(prepared, index, name));
+/// One model's part of its namespace's warning policy: what its warnings
+/// say that is its own, as CEL string (or list) expressions.
+#[derive(Debug, Clone)]
+pub struct ModelWarnings {
+    pub model: String,
+    pub variables: Vec<(&'static str, String)>,
+    /// The endpoint warning up to the value ([`endpoint_text`]).
+    endpoint_head: String,
+    /// The envFrom warning up to the names, and the names ([`env_from_text`]).
+    env_from_head: Option<(String, String)>,
+}
+
+impl ModelWarnings {
+    pub fn of(prepared: &Prepared) -> Self {
+        let plan = &prepared.plan;
+        let (endpoint_head, endpoint_rest) = endpoint_text(prepared, ENDPOINT_NAMES[0]);
+        let env_from = env_from_text(prepared);
+        let env_from_rest = env_from
+            .as_ref()
+            .map(|(_, _, rest)| rest.clone())
+            .unwrap_or_default();
+        let text = |warning: Option<String>| cel::string(&warning.unwrap_or_default());
+        ModelWarnings {
+            model: plan.model_name.clone(),
+            variables: vec![
+                (
+                    "localAddresses",
+                    cel::string_list(local_addresses(prepared)),
+                ),
+                ("endpointRest", cel::string(&endpoint_rest)),
+                ("envFromRest", cel::string(&env_from_rest)),
+                ("hostNetworkWarning", text(Some(host_network_warning(plan)))),
+                ("groupsWarning", text(amd_groups_warning(plan))),
+                ("fsGroupWarning", text(fs_group_warning(plan))),
+                (
+                    "longNameWarning",
+                    text(
+                        prepared
+                            .model_label
+                            .is_none()
+                            .then(|| long_name_warning(plan)),
+                    ),
+                ),
+            ],
+            endpoint_head,
+            env_from_head: env_from.map(|(head, names, _)| (head, names)),
         }
     }
-    for index in 0..WARNED_CONTAINERS {
-        if let Some(validation) = env_from_validation(prepared, index) {
-            validations.push(validation);
-        }
+}
+
+/// The `spec` of the policy warning about the pods of a namespace whose
+/// models are `models` (at least one).
+pub fn namespace_spec(models: &[ModelWarnings], match_constraints: &Value) -> Value {
+    let names: Vec<String> = models.iter().map(|m| m.model.clone()).collect();
+    let mut variables = vec![
+        model_variable(),
+        json!({
+            "name": "status",
+            "expression": format!("object.metadata.annotations[{}]", cel::string(STATUS_ANNOTATION)),
+        }),
+    ];
+    for (index, (name, _)) in models[0].variables.iter().enumerate() {
+        let branches: Vec<(&str, &str)> = models
+            .iter()
+            .map(|m| (m.model.as_str(), m.variables[index].1.as_str()))
+            .collect();
+        variables.push(json!({"name": name, "expression": cel::switch(MODEL, &branches)}));
     }
-    if let Some(message) = amd_groups_warning(plan) {
-        validations.push(json!({
-            "expression": "has(object.spec.securityContext) && has(object.spec.securityContext.supplementalGroups) && size(object.spec.securityContext.supplementalGroups) > 0",
-            "message": message,
-        }));
-    }
-    if let Some(message) = fs_group_warning(plan) {
-        validations.push(json!({
-            "expression": "has(object.spec.securityContext) && has(object.spec.securityContext.fsGroup)",
-            "message": message,
-        }));
-    }
-    if prepared.model_label.is_none() {
-        validations.push(json!({"expression": "false", "message": long_name_warning(plan)}));
-    }
+    // The heads are the same text for every model: the first one's.
+    variables.push(json!({"name": "warnings", "expression": warnings(&models[0])}));
+    let validations: Vec<Value> = (0..WARNINGS)
+        .map(|k| {
+            json!({
+                "expression": format!("size(variables.warnings) <= {k}"),
+                "messageExpression": format!("variables.warnings[{k}]"),
+            })
+        })
+        .collect();
     json!({
         "failurePolicy": "Ignore",
         "matchConstraints": match_constraints,
         "matchConditions": [
-            {"name": "asks-for-this-model", "expression": asks_for(&plan.model_name)},
+            {"name": "asks-for-a-model-of-this-namespace", "expression": asks_for_one_of(&names)},
             {"name": "injected", "expression": format!("has(object.metadata.annotations) && {} in object.metadata.annotations", cel::string(STATUS_ANNOTATION))},
         ],
-        "variables": [{
-            "name": "status",
-            "expression": format!("object.metadata.annotations[{}]", cel::string(STATUS_ANNOTATION)),
-        }],
+        "variables": variables,
         "validations": validations,
     })
 }
 
-/// CEL: container `index`, unless the pod has fewer or it is a mesh proxy
-/// (`false` then).
-fn user_container(index: usize) -> String {
-    format!(
-        "size(object.spec.containers) > {index} && !(object.spec.containers[{index}].name in {})",
+/// CEL: every warning about the pod, in the webhook's order; `texts`
+/// gives the heads of the per-container warnings.
+fn warnings(texts: &ModelWarnings) -> String {
+    let user = format!(
+        "lists.range(size(object.spec.containers)).filter(i, !(object.spec.containers[i].name in {}))",
         cel::string_list(PROXY_CONTAINERS)
+    );
+    [
+        "(has(object.spec.hostNetwork) && object.spec.hostNetwork ? [variables.hostNetworkWarning] : [])".to_owned(),
+        format!(
+            "{user}.map(i, has(object.spec.containers[i].env) ? object.spec.containers[i].env.filter(e, {elsewhere}).map(e, {message}) : []).flatten()",
+            elsewhere = elsewhere(),
+            message = endpoint_message(&texts.endpoint_head),
+        ),
+        env_from_warnings_cel(&user, texts.env_from_head.as_ref()),
+        "(variables.groupsWarning != \"\" && !(has(object.spec.securityContext) && has(object.spec.securityContext.supplementalGroups) && size(object.spec.securityContext.supplementalGroups) > 0) ? [variables.groupsWarning] : [])".to_owned(),
+        "(variables.fsGroupWarning != \"\" && !(has(object.spec.securityContext) && has(object.spec.securityContext.fsGroup)) ? [variables.fsGroupWarning] : [])".to_owned(),
+        "(variables.longNameWarning != \"\" ? [variables.longNameWarning] : [])".to_owned(),
+    ]
+    .join("\n+ ")
+}
+
+/// CEL, for env entry `e`: it sets an endpoint name to an address that is
+/// not the injected engine's (`endpoint_warnings`).
+fn elsewhere() -> String {
+    format!(
+        "e.name in {} && has(e.value) && !e.value.contains(\"$(\") && !variables.localAddresses.exists(h, e.value.contains(h))",
+        cel::string_list(ENDPOINT_NAMES)
     )
 }
 
-/// Container `index` setting `name` to an address that is not one of the
-/// injected engine's (`endpoint_warnings`).
-fn endpoint_validation(prepared: &Prepared, index: usize, name: &str) -> Value {
-    let plan = &prepared.plan;
-    let ports: Vec<i32> = (0..plan.instances)
-        .map(|i| plan.instance_port(i))
-        .chain(plan.router.as_ref().map(|r| r.port))
-        .collect();
-    let local: Vec<String> = ports
-        .iter()
-        .flat_map(|port| {
-            ["127.0.0.1", "localhost", "[::1]"]
-                .into_iter()
-                .map(move |host| format!("{host}:{port}"))
-        })
-        .collect();
-    let container = format!("object.spec.containers[{index}]");
-    let elsewhere = format!(
-        "e.name == {} && has(e.value) && !e.value.contains(\"$(\") && !{}.exists(h, e.value.contains(h))",
-        cel::string(name),
-        cel::string_list(&local)
+/// CEL: the endpoint warning for env entry `e` of container `i`, `head`
+/// being [`endpoint_text`]'s for the first endpoint name (the text is the
+/// same for every name but for the name itself).
+fn endpoint_message(head: &str) -> String {
+    let name = ENDPOINT_NAMES[0];
+    let message = template(
+        head,
+        &[
+            (
+                &format!("{MARK:?}"),
+                &quoted("object.spec.containers[i].name"),
+            ),
+            (&format!(" sets {name}="), "(\" sets \" + e.name + \"=\")"),
+            (&format!("{:?}", format!("{MARK}VALUE")), &quoted("e.value")),
+        ],
     );
+    format!("{message} + variables.endpointRest")
+}
+
+/// CEL: the envFrom warning of each user container (`user`) whose envFrom
+/// could hold a name injection added to it, read from the status annotation.
+fn env_from_warnings_cel(user: &str, head: Option<&(String, String)>) -> String {
+    let Some((head, names_written)) = head else {
+        return "[]".to_owned();
+    };
+    let container = "object.spec.containers[i]";
+    let marker = "('{\"container\":' + string(i) + ',\"names\":[')";
+    let added = format!(
+        "(variables.status.contains({marker}) ? variables.status.substring(variables.status.indexOf({marker}) + size({marker})).split(\"]\")[0].split(\",\").map(n, n.substring(1, size(n) - 1)) : [])"
+    );
+    let shadowed = format!(
+        "{added}.filter(n, {container}.envFrom.exists(s, n.startsWith(s.?prefix.orValue(\"\"))))"
+    );
+    let prefix = format!("{container}.envFrom[j].?prefix.orValue(\"\")");
+    let source = format!(
+        "(has({c}.envFrom[j].configMapRef) ? \"ConfigMap \" + {cm} : has({c}.envFrom[j].secretRef) ? \"Secret \" + {secret} : \"a source\") + ({prefix} == \"\" ? \" (envFrom[\" + string(j) + \"])\" : \" (envFrom[\" + string(j) + \"], prefix \" + {quoted_prefix} + \")\")",
+        c = container,
+        cm = quoted(&format!("{container}.envFrom[j].configMapRef.name")),
+        secret = quoted(&format!("{container}.envFrom[j].secretRef.name")),
+        quoted_prefix = quoted(&prefix),
+    );
+    let sources = format!(
+        "lists.range(size({container}.envFrom)).filter(j, {added}.exists(n, n.startsWith({prefix}))).map(j, {source}).join(\" and \")"
+    );
+    let sources_written = format!("ConfigMap {:?} (envFrom[0])", format!("{MARK}SOURCE"));
+    let message = template(
+        head,
+        &[
+            (&format!("{MARK:?}"), &quoted(&format!("{container}.name"))),
+            (&sources_written, &sources),
+            (names_written, &format!("{shadowed}.join(\", \")")),
+        ],
+    );
+    format!(
+        "{user}.filter(i, has({container}.envFrom) && size({shadowed}) > 0).map(i, {message} + variables.envFromRest)"
+    )
+}
+
+/// The webhook's warning for a container setting `name` elsewhere, cut
+/// after the value: the head names the pod's values (marked), the rest is
+/// the model's own ([`model_variables`]).
+fn endpoint_text(prepared: &Prepared, name: &str) -> (String, String) {
     let value_mark = format!("{MARK}VALUE");
     let spec = PodSpec {
         containers: vec![Container {
@@ -122,27 +230,37 @@ fn endpoint_validation(prepared: &Prepared, index: usize, name: &str) -> Value {
         }],
         ..Default::default()
     };
-    let text = endpoint_warnings(&spec, plan)
+    let text = endpoint_warnings(&spec, &prepared.plan)
         .pop()
         .expect("a container pointing elsewhere is warned about");
-    let value = format!("{container}.env.filter(e, {elsewhere})[0].value");
-    let message = template(
-        &text,
-        &[
-            (&format!("{MARK:?}"), &quoted(&format!("{container}.name"))),
-            (&format!("{value_mark:?}"), &quoted(&value)),
-        ],
-    );
-    json!({
-        "expression": format!("!({} && has({container}.env) && {container}.env.exists(e, {elsewhere}))", user_container(index)),
-        "messageExpression": message,
-    })
+    let written = format!("{value_mark:?}");
+    let cut = text
+        .find(&written)
+        .map_or(text.len(), |at| at + written.len());
+    (text[..cut].to_owned(), text[cut..].to_owned())
 }
 
-/// Container `index` taking env from a ConfigMap or Secret whose keys could
-/// be names injection added to it (`env_from_warnings`); the names added
-/// are read from the status annotation.
-fn env_from_validation(prepared: &Prepared, index: usize) -> Option<Value> {
+/// The addresses of the injected engines (and router) on the loopback: an
+/// endpoint set to one of them is the injected engine.
+fn local_addresses(prepared: &Prepared) -> Vec<String> {
+    let plan = &prepared.plan;
+    (0..plan.instances)
+        .map(|i| plan.instance_port(i))
+        .chain(plan.router.as_ref().map(|r| r.port))
+        .flat_map(|port| {
+            ["127.0.0.1", "localhost", "[::1]"]
+                .into_iter()
+                .map(move |host| format!("{host}:{port}"))
+        })
+        .collect()
+}
+
+/// What the warnings say that is the model's own, as variables, so the
+/// validations are the same text for every model of a namespace.
+/// The webhook's envFrom warning for a container taking env from one
+/// ConfigMap (marked), cut after the names it shadows: (head, the names as
+/// written, the model's own rest); `None` when injection adds no env.
+fn env_from_text(prepared: &Prepared) -> Option<(String, String, String)> {
     let source_mark = format!("{MARK}SOURCE");
     let spec = PodSpec {
         containers: vec![Container {
@@ -159,43 +277,12 @@ fn env_from_validation(prepared: &Prepared, index: usize) -> Option<Value> {
         ..Default::default()
     };
     let text = env_from_warnings(&spec, &prepared.plan, &prepared.user_env).pop()?;
-    // The sources and the names, as the webhook writes them for this pod.
-    let sources_written = format!("ConfigMap {source_mark:?} (envFrom[0])");
-    let (_, after_sources) = text.split_once(&sources_written)?;
-    let names_start = after_sources.find("becomes ")? + "becomes ".len();
-    let names_end = after_sources.find(" is replaced")?;
-    let names_written = &after_sources[names_start..names_end];
-    let container = format!("object.spec.containers[{index}]");
-    let marker = format!("{{\"container\":{index},\"names\":[");
-    let added = format!(
-        "(variables.status.contains({m}) ? variables.status.substring(variables.status.indexOf({m}) + {len}).split(\"]\")[0].split(\",\").map(n, n.substring(1, size(n) - 1)) : [])",
-        m = cel::string(&marker),
-        len = marker.len()
-    );
-    let shadowed = format!(
-        "{added}.filter(n, {container}.envFrom.exists(s, n.startsWith(s.?prefix.orValue(\"\"))))"
-    );
-    let prefix = format!("{container}.envFrom[j].?prefix.orValue(\"\")");
-    let source = format!(
-        "(has({c}.envFrom[j].configMapRef) ? \"ConfigMap \" + {cm} : has({c}.envFrom[j].secretRef) ? \"Secret \" + {secret} : \"a source\") + ({prefix} == \"\" ? \" (envFrom[\" + string(j) + \"])\" : \" (envFrom[\" + string(j) + \"], prefix \" + {quoted_prefix} + \")\")",
-        c = container,
-        cm = quoted(&format!("{container}.envFrom[j].configMapRef.name")),
-        secret = quoted(&format!("{container}.envFrom[j].secretRef.name")),
-        quoted_prefix = quoted(&prefix),
-    );
-    let sources = format!(
-        "lists.range(size({container}.envFrom)).filter(j, {added}.exists(n, n.startsWith({prefix}))).map(j, {source}).join(\" and \")"
-    );
-    let message = template(
-        &text,
-        &[
-            (&format!("{MARK:?}"), &quoted(&format!("{container}.name"))),
-            (&sources_written, &sources),
-            (names_written, &format!("{shadowed}.join(\", \")")),
-        ],
-    );
-    Some(json!({
-        "expression": format!("!({} && has({container}.envFrom) && size({shadowed}) > 0)", user_container(index)),
-        "messageExpression": message,
-    }))
+    let becomes = "becomes ";
+    let names_start = text.find(becomes)? + becomes.len();
+    let names_end = names_start + text[names_start..].find(" is replaced")?;
+    Some((
+        text[..names_end].to_owned(),
+        text[names_start..names_end].to_owned(),
+        text[names_end..].to_owned(),
+    ))
 }

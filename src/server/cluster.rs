@@ -21,11 +21,23 @@ use crate::nodes::{NodeGpus, NodeSnapshot};
 /// until the first list of Nodes is complete.
 pub type NodeSnapshots = watch::Receiver<Option<Arc<NodeSnapshot>>>;
 
+/// What the LLMEngine and LLMModel caches went through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheChanges {
+    /// Objects applied or deleted, lists done.
+    pub count: u64,
+    /// Whether each cache (engines, models) has listed once.
+    pub listed: [bool; 2],
+}
+
 /// Read side of the reflectors.
 #[derive(Clone)]
 pub struct ClusterCatalog {
     engines: Store<LLMEngine>,
     models: Store<LLMModel>,
+    /// The changes of either cache, for whom renders something of them all,
+    /// and whether both have listed.
+    changes: watch::Receiver<CacheChanges>,
     /// The Nodes' GPUs, once the Node cache has listed them; a new
     /// snapshot whenever they change.
     nodes: NodeSnapshots,
@@ -36,43 +48,57 @@ impl ClusterCatalog {
     pub fn start(client: Client) -> Self {
         let (engines, engine_writer) = reflector::store::<LLMEngine>();
         let (models, model_writer) = reflector::store::<LLMModel>();
+        let (changed, changes) = watch::channel(CacheChanges::default());
+        let changed = Arc::new(changed);
         let engine_stream = watcher(
             Api::<LLMEngine>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
-        .reflect(engine_writer)
-        .applied_objects();
+        .reflect(engine_writer);
         let model_stream = watcher(
             Api::<LLMModel>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
-        .reflect(model_writer)
-        .applied_objects();
-        tokio::spawn(engine_stream.for_each(|event| async move {
-            if let Err(error) = event {
-                tracing::warn!(%error, "LLMEngine watch failed; retrying with backoff");
-            }
-        }));
-        tokio::spawn(model_stream.for_each(|event| async move {
-            if let Err(error) = event {
-                tracing::warn!(%error, "LLMModel watch failed; retrying with backoff");
-            }
-        }));
+        .reflect(model_writer);
+        tokio::spawn(engine_stream.for_each(count_changes("LLMEngine", 0, changed.clone())));
+        tokio::spawn(model_stream.for_each(count_changes("LLMModel", 1, changed)));
         let (publish, nodes) = watch::channel(None);
         tokio::spawn(watch_nodes(client, publish));
         ClusterCatalog {
             engines,
             models,
+            changes,
             nodes,
         }
     }
 
-    /// Resolves once both caches have listed everything once.
+    /// Every LLMModel cached, with its namespace, by namespace then name.
+    pub fn models(&self) -> Vec<(String, Arc<LLMModel>)> {
+        let mut models: Vec<(String, Arc<LLMModel>)> = self
+            .models
+            .state()
+            .into_iter()
+            .map(|m| (m.metadata.namespace.clone().unwrap_or_default(), m))
+            .collect();
+        models.sort_by(|a, b| (&a.0, &a.1.metadata.name).cmp(&(&b.0, &b.1.metadata.name)));
+        models
+    }
+
+    /// The caches' changes as they happen.
+    pub fn changes(&self) -> watch::Receiver<CacheChanges> {
+        self.changes.clone()
+    }
+
+    /// Resolves once both caches have listed everything once (any number
+    /// of tasks may wait: a reflector's own readiness wakes only one).
     pub async fn synced(&self) -> bool {
-        self.engines.wait_until_ready().await.is_ok()
-            && self.models.wait_until_ready().await.is_ok()
+        let mut changes = self.changes.clone();
+        changes
+            .wait_for(|c| c.listed.iter().all(|listed| *listed))
+            .await
+            .is_ok()
     }
 
     /// The Node snapshots as they are published (the status controller
@@ -84,6 +110,30 @@ impl ClusterCatalog {
     /// Numbers of engines and models cached.
     pub fn sizes(&self) -> (usize, usize) {
         (self.engines.len(), self.models.len())
+    }
+}
+
+/// Per event of the watch of `kind` (cache `index` of
+/// [`CacheChanges::listed`]), after the reflector stored it: a change
+/// counted (an object applied or deleted, a list done), an error logged.
+fn count_changes<K>(
+    kind: &'static str,
+    index: usize,
+    changed: Arc<watch::Sender<CacheChanges>>,
+) -> impl FnMut(Result<watcher::Event<K>, watcher::Error>) -> std::future::Ready<()> {
+    move |event| {
+        match event {
+            Ok(watcher::Event::InitDone) => changed.send_modify(|c| {
+                c.count = c.count.wrapping_add(1);
+                c.listed[index] = true;
+            }),
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                changed.send_modify(|c| c.count = c.count.wrapping_add(1));
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "{kind} watch failed; retrying with backoff"),
+        }
+        std::future::ready(())
     }
 }
 

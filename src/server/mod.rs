@@ -218,7 +218,11 @@ impl Server {
         };
         let certs = managed_certs.as_ref().map(|(managed, ..)| managed.clone());
         let policies = match (&cluster, &config.policies) {
-            (Some(_), Some(options)) => Some((config.inject_options.clone(), options.clone())),
+            (Some(cluster), Some(options)) => Some((
+                cluster.clone(),
+                config.inject_options.clone(),
+                options.clone(),
+            )),
             _ => None,
         };
         let leader_work = match client {
@@ -369,8 +373,8 @@ struct LeaderWork {
     /// The status controller's Node snapshots, when it runs.
     status_nodes: Option<NodeSnapshots>,
     certs: Option<Arc<ManagedCerts>>,
-    /// The policy controller's options, when it runs.
-    policies: Option<(InjectOptions, PolicyOptions)>,
+    /// The policy controller's caches and options, when it runs.
+    policies: Option<(ClusterCatalog, InjectOptions, PolicyOptions)>,
 }
 
 impl LeaderWork {
@@ -384,10 +388,9 @@ impl LeaderWork {
             .certs
             .clone()
             .map(|certs| certs.maintain(self.client.clone()));
-        let policies = self
-            .policies
-            .clone()
-            .map(|(inject, options)| policy_controller::run(self.client.clone(), inject, options));
+        let policies = self.policies.clone().map(|(catalog, inject, options)| {
+            policy_controller::run(self.client.clone(), catalog, inject, options)
+        });
         async move {
             let status = async move {
                 if let Some(status) = status {

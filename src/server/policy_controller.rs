@@ -2,11 +2,11 @@
 //! the cluster, the admission policies of [`crate::policy`] for every
 //! LLMModel, so the apiserver injects pods itself (Kubernetes 1.36+).
 //!
-//! It watches LLMModels and LLMEngines, and on every change (changes within
-//! 500 ms are one) and every 5 minutes renders the policies of all models
-//! from its caches and makes the cluster hold exactly those: an object whose
+//! On every change of the server's LLMModel and LLMEngine caches (changes
+//! within 500 ms are one) and every 5 minutes it renders the policies of
+//! all models from those caches and makes the cluster hold exactly those: an object whose
 //! rendering changed is applied (server-side, field manager
-//! `llm-injector-policies`; a policy before its binding), one no model
+//! `llm-injector-policies`; a policy before its binding), one no namespace
 //! needs any more is deleted (a binding before its policy). Policies are
 //! cluster-scoped, so an owner reference to a namespaced LLMModel would
 //! never collect them (the garbage collector refuses it): the set itself is
@@ -18,18 +18,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::crd::{API_VERSION, LLMEngine, LLMModel};
+use super::ClusterCatalog;
+use crate::crd::{API_VERSION, LLMModel};
 use crate::inject::InjectOptions;
-use crate::lookup::ModelLookup;
 use crate::policy::{self, MANAGED_BY, ModelState, PolicyOptions, PolicySet};
 
 /// The field manager of every policy and condition it writes.
@@ -74,32 +71,6 @@ fn api(client: &Client, kind: &str) -> Api<DynamicObject> {
     Api::all_with(client.clone(), &resource)
 }
 
-/// LLMModels and LLMEngines as the watches last saw them.
-struct Caches {
-    models: Store<LLMModel>,
-    engines: Store<LLMEngine>,
-}
-
-impl ModelLookup for Caches {
-    fn model(&self, namespace: &str, name: &str) -> Option<Arc<LLMModel>> {
-        self.models.get(&ObjectRef::new(name).within(namespace))
-    }
-    fn engine(&self, namespace: &str, name: &str) -> Option<Arc<LLMEngine>> {
-        self.engines.get(&ObjectRef::new(name).within(namespace))
-    }
-    fn model_names(&self, namespace: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .models
-            .state()
-            .iter()
-            .filter(|m| m.namespace().as_deref() == Some(namespace))
-            .map(|m| m.name_any())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
 /// Whether the apiserver serves MutatingAdmissionPolicy v1 (Kubernetes 1.36+).
 async fn served(client: &Client) -> Result<bool, kube::Error> {
     let resources = client
@@ -111,8 +82,14 @@ async fn served(client: &Client) -> Result<bool, kube::Error> {
         .any(|r| r.name == "mutatingadmissionpolicies"))
 }
 
-/// Runs until aborted (leadership lost, shutdown).
-pub async fn run(client: Client, inject_options: InjectOptions, options: PolicyOptions) {
+/// Runs until aborted (leadership lost, shutdown), rendering from the
+/// server's own caches of LLMModels and LLMEngines (`catalog`).
+pub async fn run(
+    client: Client,
+    catalog: ClusterCatalog,
+    inject_options: InjectOptions,
+    options: PolicyOptions,
+) {
     loop {
         let wait = match served(&client).await {
             Ok(true) => break,
@@ -129,37 +106,18 @@ pub async fn run(client: Client, inject_options: InjectOptions, options: PolicyO
         };
         tokio::time::sleep(wait).await;
     }
-    let (models, model_writer) = reflector::store();
-    let (engines, engine_writer) = reflector::store();
-    let model_events = watcher(
-        Api::<LLMModel>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(model_writer)
-    .map(|_| ());
-    let engine_events = watcher(
-        Api::<LLMEngine>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(engine_writer)
-    .map(|_| ());
-    let mut changes = std::pin::pin!(futures::stream::select(model_events, engine_events));
-    let caches = Caches { models, engines };
-    // Until both caches hold their first list, keep reading the events.
-    loop {
-        tokio::select! {
-            _ = changes.next() => {}
-            (Ok(()), Ok(())) = async { tokio::join!(caches.models.wait_until_ready(), caches.engines.wait_until_ready()) } => break,
-        }
+    let mut changes = catalog.changes();
+    if !catalog.synced().await {
+        tracing::error!("the LLMModel and LLMEngine caches never listed: no policies rendered");
+        return;
     }
     tracing::info!(
         field_manager = FIELD_MANAGER,
         "policy controller started: admission policies follow the LLMModels"
     );
     loop {
-        let wait = match sync(&client, &caches, &inject_options, &options).await {
+        changes.mark_unchanged();
+        let wait = match sync(&client, &catalog, &inject_options, &options).await {
             Ok(summary) => {
                 tracing::info!(%summary, "admission policies in sync");
                 RESYNC
@@ -170,11 +128,11 @@ pub async fn run(client: Client, inject_options: InjectOptions, options: PolicyO
             }
         };
         tokio::select! {
-            _ = changes.next() => {}
+            changed = changes.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(wait) => {}
         }
         // Changes that follow within DEBOUNCE are the same sync.
-        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.next()).await {}
+        while let Ok(Ok(())) = tokio::time::timeout(DEBOUNCE, changes.changed()).await {}
     }
 }
 
@@ -191,19 +149,14 @@ fn rendered_hash(object: &Value) -> String {
 /// conditions; says what it did.
 async fn sync(
     client: &Client,
-    caches: &Caches,
+    catalog: &ClusterCatalog,
     inject_options: &InjectOptions,
     options: &PolicyOptions,
 ) -> Result<String, kube::Error> {
-    let mut models = caches.models.state();
-    models.sort_by_key(|m| (m.namespace(), m.name_any()));
-    let namespaced: Vec<(String, Arc<LLMModel>)> = models
-        .into_iter()
-        .map(|m| (m.namespace().unwrap_or_default(), m))
-        .collect();
+    let namespaced = catalog.models();
     let set = policy::policy_set(
         namespaced.iter().map(|(ns, m)| (ns.as_str(), &**m)),
-        caches,
+        catalog,
         inject_options,
         options,
     );
@@ -261,22 +214,22 @@ async fn sync(
     let written = write_conditions(client, &namespaced, &set).await?;
     Ok(format!(
         "{} model(s) served by policies, {} refused; {applied} object(s) applied, {deleted} deleted, {written} condition(s) written",
-        set.models.len(),
-        set.states.len() - set.models.len(),
+        set.served(),
+        set.states.len() - set.served(),
     ))
 }
 
 /// The `InjectedByPolicy` condition of a model in `state`.
 fn condition(model: &LLMModel, state: &ModelState, namespace: &str) -> Condition {
-    let name = model.name_any();
+    let name = policy::policy_name(namespace);
     let (status, reason, message) = match state {
         ModelState::Served => (
             "True",
             "PolicyApplied",
             format!(
-                "pods asking for this model are injected by MutatingAdmissionPolicy {}, and refused as the webhook refuses them by ValidatingAdmissionPolicy {} (each with its binding)",
-                policy::policy_name(namespace, &name),
-                policy::policy_name(namespace, &name),
+                "pods asking for this model are injected by MutatingAdmissionPolicy {name} (its namespace's), warned by ValidatingAdmissionPolicy {}, and refused where the webhook would refuse them by ValidatingAdmissionPolicy {} (each with its binding)",
+                policy::warning_policy_name(&name),
+                policy::CLUSTER_POLICY,
             ),
         ),
         ModelState::Refused(error) => (

@@ -108,6 +108,19 @@ CEL: the metadata at the given path has an annotation or label key that
 contains "llm" or "injector" (any case), as the opt-in key and its usual typos
 do; the server then says exactly what is wrong with it.
 */}}
+{{- define "llm-injector.optInLikeKeyBesideInjection" -}}
+(has({{ . }}.annotations) && {{ . }}.annotations.exists(k, (k.lowerAscii().contains('llm') || k.lowerAscii().contains('injector')) && !(k in ['llm.injector.dev/model', 'llm.injector.dev/status']))) || (has({{ . }}.labels) && {{ . }}.labels.exists(k, (k.lowerAscii().contains('llm') || k.lowerAscii().contains('injector')) && k != 'llm.injector.dev/model'))
+{{- end }}
+
+{{/*
+CEL, for injection.mode policy|both: a pod injected already (by an admission
+policy) is sent only for a key like the opt-in beside the keys injection reads
+and writes; any other pod as with "llm-injector.optInLikeKey".
+*/}}
+{{- define "llm-injector.optInLikeKeyOfAnyPod" -}}
+has({{ . }}.annotations) && 'llm.injector.dev/status' in {{ . }}.annotations ? ({{ include "llm-injector.optInLikeKeyBesideInjection" . }}) : ({{ include "llm-injector.optInLikeKey" . }})
+{{- end }}
+
 {{- define "llm-injector.optInLikeKey" -}}
 (has({{ . }}.annotations) && {{ . }}.annotations.exists(k, k.lowerAscii().contains('llm') || k.lowerAscii().contains('injector'))) || (has({{ . }}.labels) && {{ . }}.labels.exists(k, k.lowerAscii().contains('llm') || k.lowerAscii().contains('injector')))
 {{- end }}
