@@ -222,12 +222,13 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    /// Every object, each policy before its binding, the cluster's last.
+    /// Every object, each policy before its binding, the cluster's first:
+    /// it refuses the pods a namespace's policy marks as refused, so it must
+    /// be there before them.
     pub fn objects(&self) -> impl Iterator<Item = &Value> {
-        self.namespaces
+        self.cluster
             .iter()
-            .flat_map(NamespacePolicies::objects)
-            .chain(self.cluster.iter())
+            .chain(self.namespaces.iter().flat_map(NamespacePolicies::objects))
     }
 
     /// How many models policies serve.

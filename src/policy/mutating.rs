@@ -1,6 +1,6 @@
-//! The MutatingAdmissionPolicy of one model: one JSONPatch mutation, in
-//! CEL, that adds to a pod exactly what `llm-injector inject` adds
-//! (`crate::inject::Prepared::build_patch`). What does not depend on the
+//! The MutatingAdmissionPolicy of a namespace: one JSONPatch mutation, in
+//! CEL, that adds to a pod exactly what `llm-injector inject` adds for the
+//! model it asks for (`crate::inject::Prepared::build_patch`). What does not depend on the
 //! pod (the injected containers, volumes, claims, the env user containers
 //! get, the status fields) is taken from the same [`Prepared`] injection
 //! and written as literals; what does (which containers get which env, the

@@ -152,7 +152,7 @@ async fn sync(
     catalog: &ClusterCatalog,
     inject_options: &InjectOptions,
     options: &PolicyOptions,
-) -> Result<String, kube::Error> {
+) -> Result<String, SyncError> {
     let namespaced = catalog.models();
     let set = policy::policy_set(
         namespaced.iter().map(|(ns, m)| (ns.as_str(), &**m)),
@@ -173,6 +173,10 @@ async fn sync(
     }
     let (mut applied, mut deleted) = (0, 0);
     let mut wanted = BTreeSet::new();
+    // What the apiserver refused, by the namespace the object is for (or
+    // `cluster`): the other objects are still applied, and the models
+    // concerned say why in their condition.
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
     for object in set.objects() {
         let kind = object["kind"].as_str().unwrap_or_default().to_owned();
         let name = object["metadata"]["name"]
@@ -184,14 +188,27 @@ async fn sync(
         if existing.get(&key) != Some(&Some(hash.clone())) {
             let mut object = object.clone();
             object["metadata"]["annotations"][HASH_ANNOTATION] = Value::String(hash);
-            api(client, &kind)
+            let written = api(client, &kind)
                 .patch(
                     &name,
                     &PatchParams::apply(FIELD_MANAGER).force(),
                     &Patch::Apply(&object),
                 )
-                .await?;
-            applied += 1;
+                .await;
+            match written {
+                Ok(_) => applied += 1,
+                Err(kube::Error::Api(status)) => {
+                    let scope = object["metadata"]["annotations"][policy::FOR_ANNOTATION]
+                        .as_str()
+                        .unwrap_or("cluster")
+                        .to_owned();
+                    tracing::error!(%kind, %name, error = %status.message, "the apiserver refused a policy");
+                    refused
+                        .entry(scope)
+                        .or_insert(format!("{kind} {name}: {}", status.message));
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         wanted.insert(key);
     }
@@ -207,22 +224,52 @@ async fn sync(
             {
                 Ok(_) => deleted += 1,
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
     }
-    let written = write_conditions(client, &namespaced, &set).await?;
-    Ok(format!(
+    let written = write_conditions(client, &namespaced, &set, &refused).await?;
+    let summary = format!(
         "{} model(s) served by policies, {} refused; {applied} object(s) applied, {deleted} deleted, {written} condition(s) written",
         set.served(),
         set.states.len() - set.served(),
-    ))
+    );
+    match refused.into_iter().next() {
+        None => Ok(summary),
+        Some((_, error)) => Err(SyncError::Refused(format!(
+            "{summary}; the apiserver refused {error}"
+        ))),
+    }
 }
 
-/// The `InjectedByPolicy` condition of a model in `state`.
-fn condition(model: &LLMModel, state: &ModelState, namespace: &str) -> Condition {
+/// Why a sync did not finish.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// The apiserver refused an object (the rest was applied).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The `InjectedByPolicy` condition of a model in `state`, `refused` being
+/// why the apiserver refused its namespace's policies, if it did.
+fn condition(
+    model: &LLMModel,
+    state: &ModelState,
+    namespace: &str,
+    refused: Option<&String>,
+) -> Condition {
     let name = policy::policy_name(namespace);
     let (status, reason, message) = match state {
+        ModelState::Served if refused.is_some() => (
+            "False",
+            "PolicyRefused",
+            format!(
+                "the apiserver refused this namespace's policy, so no policy injects this model's pods (they are refused as not injected): {}",
+                refused.map_or("", String::as_str)
+            ),
+        ),
         ModelState::Served => (
             "True",
             "PolicyApplied",
@@ -256,6 +303,7 @@ async fn write_conditions(
     client: &Client,
     models: &[(String, Arc<LLMModel>)],
     set: &PolicySet,
+    refused: &BTreeMap<String, String>,
 ) -> Result<usize, kube::Error> {
     let mut written = 0;
     for (namespace, model) in models {
@@ -263,7 +311,7 @@ async fn write_conditions(
         let Some(state) = set.states.get(&key) else {
             continue;
         };
-        let mut next = condition(model, state, namespace);
+        let mut next = condition(model, state, namespace, refused.get(namespace));
         let previous = model
             .status
             .as_ref()
