@@ -1,9 +1,9 @@
 //! Injection without the webhook: admission policies that the apiserver
 //! runs itself (admissionregistration.k8s.io/v1, Kubernetes 1.36+), rendered
-//! from the same [`Prepared`](crate::inject::Prepared) injection as the
+//! from the same `Prepared` injection (`crate::inject`) as the
 //! webhook's patch.
 //!
-//! For each namespace with LLMModels ([`namespace_policies`]):
+//! For each namespace with LLMModels (`namespace_policies`):
 //! - a MutatingAdmissionPolicy and its binding, whose one JSONPatch
 //!   mutation adds what `llm-injector inject` adds for the model the pod
 //!   asks for (`mutating`), or, for a pod the webhook would refuse, marks
