@@ -89,21 +89,31 @@ struct Conditions<'a> {
 
 impl Conditions<'_> {
     fn set(&mut self, type_: &str, state: State, reason: &str, message: String) {
-        let status = state.as_str();
-        let since = self
-            .previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map_or_else(|| self.now.clone(), |c| c.last_transition_time.clone());
-        self.out.push(Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            observed_generation: self.generation,
-            last_transition_time: since,
-        });
+        self.out.push(next_condition(
+            self.previous,
+            Condition {
+                type_: type_.to_owned(),
+                status: state.as_str().to_owned(),
+                reason: reason.to_owned(),
+                message,
+                observed_generation: self.generation,
+                last_transition_time: self.now.clone(),
+            },
+        ));
     }
+}
+
+/// `next` keeping the `lastTransitionTime` of the condition of its type in
+/// `previous` when that one has the same status (the time is when the
+/// status last changed, not when the condition was last written).
+pub fn next_condition(previous: &[Condition], mut next: Condition) -> Condition {
+    if let Some(same) = previous
+        .iter()
+        .find(|c| c.type_ == next.type_ && c.status == next.status)
+    {
+        next.last_transition_time = same.last_transition_time.clone();
+    }
+    next
 }
 
 /// The message of the first error of `report`, as the webhook words it.

@@ -77,7 +77,8 @@ pub use plan::{ENGINE_DEFAULT_RESOURCES, PULL_DEFAULT_RESOURCES};
 pub use prepared::PodPatch;
 pub use typos::opt_in_mistakes;
 pub(crate) use user::{
-    ENDPOINT_NAMES, NO_GPU_ENV, PROXY_DEFAULT_UIDS, endpoint_warnings, env_from_warnings,
+    ENDPOINT_NAMES, GPU_RESOURCE_PREFIXES, GPU_RESOURCE_SUFFIX, NO_GPU_ENV, PROXY_DEFAULT_UIDS,
+    endpoint_warnings, env_from_warnings, local_addresses,
 };
 pub use user::{PLACEHOLDER_API_KEY, PROXY_CONTAINERS, requests_gpu};
 
@@ -418,15 +419,7 @@ impl Injector {
                 namespace: namespace.to_owned(),
                 available: lookup.model_names(namespace),
             })?;
-        let engine_name = &model.spec.engine_ref.name;
-        let engine =
-            lookup
-                .engine(namespace, engine_name)
-                .ok_or_else(|| InjectError::MissingEngine {
-                    namespace: namespace.to_owned(),
-                    model: name.to_owned(),
-                    engine: engine_name.clone(),
-                })?;
+        let engine = engine_of(lookup, namespace, name, &model)?;
         let prepared = self.prepared(namespace, model, engine)?;
         let spec = obj.pod_spec().ok_or(InjectError::NoPodSpec)?;
         inject_prepared(obj.pod_metadata(), spec, &prepared).map(Outcome::Injected)
@@ -474,6 +467,24 @@ impl Injector {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PreparedEntry>> {
         self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The LLMEngine `model` (named `name`, in `namespace`) names, looked up in
+/// `lookup`, or the error injection gives when it does not exist.
+pub(crate) fn engine_of<L: ModelLookup + ?Sized>(
+    lookup: &L,
+    namespace: &str,
+    name: &str,
+    model: &LLMModel,
+) -> Result<Arc<LLMEngine>, InjectError> {
+    let engine = &model.spec.engine_ref.name;
+    lookup
+        .engine(namespace, engine)
+        .ok_or_else(|| InjectError::MissingEngine {
+            namespace: namespace.to_owned(),
+            model: name.to_owned(),
+            engine: engine.clone(),
+        })
 }
 
 /// Injects `model` served by `engine` into `obj` (which must ask for no

@@ -115,21 +115,27 @@ pub(crate) const ENDPOINT_NAMES: [&str; 4] = [
     "LLM_BASE_URL",
 ];
 
+/// The addresses (`host:port`) of the injected engines and router on the
+/// pod's loopback: an endpoint value holding one of them is the injected
+/// engine.
+pub(crate) fn local_addresses(plan: &Plan) -> Vec<String> {
+    (0..plan.instances)
+        .map(|i| plan.instance_port(i))
+        .chain(plan.router.as_ref().map(|r| r.port))
+        .flat_map(|port| {
+            ["127.0.0.1", "localhost", "[::1]"]
+                .into_iter()
+                .map(move |host| format!("{host}:{port}"))
+        })
+        .collect()
+}
+
 /// Warnings for user containers that set an endpoint name to an address
 /// that is not one of the injected engine's: that container keeps its value
 /// and does not use the engine whose GPUs the pod reserves.
 pub fn endpoint_warnings(spec: &PodSpec, plan: &Plan) -> Vec<String> {
-    let ports: Vec<i32> = (0..plan.instances)
-        .map(|i| plan.instance_port(i))
-        .chain(plan.router.as_ref().map(|r| r.port))
-        .collect();
-    let local = |value: &str| {
-        ports.iter().any(|port| {
-            ["127.0.0.1", "localhost", "[::1]"]
-                .iter()
-                .any(|host| value.contains(&format!("{host}:{port}")))
-        })
-    };
+    let addresses = local_addresses(plan);
+    let local = |value: &str| addresses.iter().any(|address| value.contains(address));
     let mut warnings = Vec::new();
     for container in spec.containers.iter().filter(|c| !is_proxy(c)) {
         for var in container.env.iter().flatten() {
@@ -207,6 +213,11 @@ fn reserved(plan: &Plan) -> String {
     }
 }
 
+/// The domains of the GPU vendors' extended resources.
+pub(crate) const GPU_RESOURCE_PREFIXES: [&str; 3] = ["nvidia.com/", "amd.com/", "gpu.intel.com/"];
+/// How any other domain names a GPU resource.
+pub(crate) const GPU_RESOURCE_SUFFIX: &str = "/gpu";
+
 /// Whether a container asks for a GPU: an extended resource of a GPU vendor
 /// (`nvidia.com/...`, `amd.com/...`, `gpu.intel.com/...`), any `.../gpu`
 /// resource, or a DRA claim.
@@ -215,11 +226,10 @@ pub fn requests_gpu(container: &Container) -> bool {
         return false;
     };
     let gpu_key = |key: &String| {
-        let key = key.as_str();
-        key.starts_with("nvidia.com/")
-            || key.starts_with("amd.com/")
-            || key.starts_with("gpu.intel.com/")
-            || key.ends_with("/gpu")
+        GPU_RESOURCE_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+            || key.ends_with(GPU_RESOURCE_SUFFIX)
     };
     resources
         .limits

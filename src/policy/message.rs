@@ -6,6 +6,16 @@
 use super::cel;
 use crate::inject::SHOWN_CHARS;
 
+/// A name no pod, model or engine has, marking where a value of the pod
+/// goes in a message rendered to be templated.
+pub const MARK: &str = "LLMINJECTORMARK";
+
+/// A CEL expression that quotes the string `expression` as `{:?}` quotes
+/// ordinary text (no quote, backslash or control character in it).
+pub fn quoted(expression: &str) -> String {
+    format!(r#"("\"" + {expression} + "\"")"#)
+}
+
 /// A CEL expression that quotes the string `expression` as `shown` does
 /// (`{:?}`, cut after the same length): exact for the values the apiserver
 /// has validated by the time a validating policy runs (names, label values:
@@ -21,14 +31,15 @@ pub fn shown(expression: &str) -> String {
 /// `text` as a CEL string expression, each hole's written form replaced by
 /// its expression (a string expression); where two start at one place, the
 /// longer is taken.
-pub fn template(text: &str, holes: &[(&str, &str)]) -> String {
+pub fn template<W: AsRef<str>, E: AsRef<str>>(text: &str, holes: &[(W, E)]) -> String {
     let mut parts = Vec::new();
     let mut rest = text;
     loop {
         let next = holes
             .iter()
             .filter_map(|(written, expression)| {
-                rest.find(written).map(|at| (at, *written, *expression))
+                let (written, expression) = (written.as_ref(), expression.as_ref());
+                rest.find(written).map(|at| (at, written, expression))
             })
             .min_by_key(|(at, written, _)| (*at, std::cmp::Reverse(written.len())));
         let Some((at, written, expression)) = next else {

@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 pub use refusal::ModelState;
 
 use crate::crd::LLMModel;
-use crate::inject::{InjectError, InjectOptions, Prepared};
+use crate::inject::{InjectError, InjectOptions, Prepared, engine_of};
 use crate::lookup::ModelLookup;
 
 /// The API version of the policies.
@@ -161,13 +161,13 @@ pub(crate) fn namespace_policies(
         "metadata": warning_metadata,
         "spec": warning::namespace_spec(&warnings, &matching),
     });
-    let mut warning_binding = binding(
+    let warning_binding = binding(
         "ValidatingAdmissionPolicyBinding",
         &warning_name,
         &warning_metadata,
         &matching,
+        Some("Warn"),
     );
-    warning_binding["spec"]["validationActions"] = json!(["Warn"]);
     Ok(NamespacePolicies {
         namespace: namespace.to_owned(),
         models: mutations.into_iter().map(|m| m.model).collect(),
@@ -176,6 +176,7 @@ pub(crate) fn namespace_policies(
             &name,
             &metadata,
             &matching,
+            None,
         ),
         mutating,
         warning,
@@ -206,6 +207,7 @@ pub fn cluster_policies(
             CLUSTER_POLICY,
             &metadata,
             &matching,
+            Some("Deny"),
         ),
     ]
 }
@@ -250,15 +252,8 @@ pub fn policy_set<'a, L: ModelLookup + ?Sized>(
     let mut prepared: BTreeMap<String, Vec<Prepared>> = BTreeMap::new();
     for (namespace, model) in models {
         let name = model.metadata.name.clone().unwrap_or_default();
-        let engine_name = &model.spec.engine_ref.name;
-        let made = match lookup.engine(namespace, engine_name) {
-            None => Err(InjectError::MissingEngine {
-                namespace: namespace.to_owned(),
-                model: name.clone(),
-                engine: engine_name.clone(),
-            }),
-            Some(engine) => Prepared::new(model, &engine, inject_options),
-        };
+        let made = engine_of(lookup, namespace, &name, model)
+            .and_then(|engine| Prepared::new(model, &engine, inject_options));
         let state = match made {
             Ok(made) => {
                 prepared.entry(namespace.to_owned()).or_default().push(made);
@@ -332,10 +327,17 @@ fn match_resources(options: &PolicyOptions, namespace: Option<&str>) -> Value {
     })
 }
 
-fn binding(kind: &str, policy: &str, metadata: &Value, matching: &Value) -> Value {
+/// A binding of `kind` to `policy`; a validating one with its `action`.
+fn binding(
+    kind: &str,
+    policy: &str,
+    metadata: &Value,
+    matching: &Value,
+    action: Option<&str>,
+) -> Value {
     let mut spec = json!({"policyName": policy, "matchResources": matching});
-    if kind == "ValidatingAdmissionPolicyBinding" {
-        spec["validationActions"] = json!(["Deny"]);
+    if let Some(action) = action {
+        spec["validationActions"] = json!([action]);
     }
     json!({"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec})
 }

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::{REFUSED_ANNOTATION, cel, refusal};
 use crate::inject::{
-    InjectError, NO_GPU_ENV, PROXY_CONTAINERS, PROXY_DEFAULT_UIDS, Prepared, container_env,
+    GPU_RESOURCE_PREFIXES, GPU_RESOURCE_SUFFIX, InjectError, NO_GPU_ENV, PROXY_CONTAINERS,
+    PROXY_DEFAULT_UIDS, Prepared, container_env,
 };
 use crate::{MODEL_ANNOTATION, MODEL_LABEL, STATUS_ANNOTATION};
 
@@ -202,7 +203,13 @@ fn env_names(prepared: &Prepared) -> Vec<String> {
 /// wanted ones it does not set, then `NVIDIA_VISIBLE_DEVICES=void` unless it
 /// sets that or requests a GPU (`requests_gpu`); none for a mesh proxy.
 fn adds(prepared: &Prepared) -> String {
-    let gpu_key = r#"k.startsWith("nvidia.com/") || k.startsWith("amd.com/") || k.startsWith("gpu.intel.com/") || k.endsWith("/gpu")"#;
+    // `requests_gpu`'s test of a resource name, in CEL.
+    let gpu_key = GPU_RESOURCE_PREFIXES
+        .iter()
+        .map(|prefix| format!("k.startsWith({})", cel::string(prefix)))
+        .chain([format!("k.endsWith({})", cel::string(GPU_RESOURCE_SUFFIX))])
+        .collect::<Vec<_>>()
+        .join(" || ");
     let no_gpu = if adds_no_gpu(prepared) {
         let void = serde_json::to_value(container_env(NO_GPU_ENV.0, NO_GPU_ENV.1))
             .expect("an EnvVar serialises");
@@ -250,10 +257,7 @@ fn proxy_uids() -> String {
 fn json_names(prepared: &Prepared) -> String {
     let names: Vec<String> = env_names(prepared)
         .iter()
-        .map(|name| {
-            let json = serde_json::to_string(name).expect("a string serialises");
-            format!("{}: {}", cel::string(name), cel::string(&json))
-        })
+        .map(|name| format!("{}: {}", cel::string(name), cel::string(&json_string(name))))
         .collect();
     format!("{{{}}}", names.join(", "))
 }

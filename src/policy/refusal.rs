@@ -16,14 +16,12 @@ use serde_json::{Value, json};
 
 use super::REFUSED_ANNOTATION;
 use super::cel;
-use super::message::{shown, template};
-use super::mutating::not_injected;
+use super::message::{MARK, quoted, shown, template};
+use super::mutating::{model_variable, not_injected};
 use crate::inject::{InjectError, Prepared, check_model_name, pod_denial};
 use crate::layout::INJECTED_VOLUMES;
 use crate::{MODEL_ANNOTATION, MODEL_LABEL};
 
-/// A name no pod or model has, marking where the pod's value goes.
-const MARK: &str = "LLMINJECTORMARK";
 /// A port no plan listens on, marking where the pod's port goes.
 const PORT_MARK: i32 = 1_999_999_937;
 
@@ -212,7 +210,7 @@ pub fn cluster_spec(
             {"name": "not-injected", "expression": not_injected()},
         ],
         "variables": [
-            {"name": "model", "expression": format!("object.metadata.annotations[{}]", cel::string(MODEL_ANNOTATION))},
+            model_variable(),
             {"name": "served", "expression": format!("{{{}}}", served.join(", "))},
             {"name": "refused", "expression": format!("{{{}}}", refused.join(",\n "))},
             {"name": "unknown", "expression": format!("{{{}}}", by_namespace.join(",\n "))},
@@ -242,13 +240,8 @@ fn not_run(policy: &str) -> String {
         "llm-injector: pod {MARK}NS/{MARK}NAME: LLMModel {MARK:?} is injected by MutatingAdmissionPolicy {:?}, which did not inject this pod (the apiserver loads a new or changed policy within seconds): create the pod again, and if it persists check that the policy and its binding exist",
         format!("{MARK}POLICY")
     );
-    let quoted_policy = format!("(\"\\\"\" + {policy} + \"\\\"\")");
     let mut holes = request_holes();
-    holes.push((format!("{:?}", format!("{MARK}POLICY")), quoted_policy));
-    let holes: Vec<(&str, &str)> = holes
-        .iter()
-        .map(|(w, e)| (w.as_str(), e.as_str()))
-        .collect();
+    holes.push((format!("{:?}", format!("{MARK}POLICY")), quoted(policy)));
     template(&text, &holes)
 }
 
@@ -258,10 +251,7 @@ fn request_holes() -> Vec<(String, String)> {
     let namespace = format!("{MARK}NS");
     vec![
         (format!("{MARK:?}"), shown("variables.model")),
-        (
-            format!("{namespace:?}"),
-            r#"("\"" + request.namespace + "\"")"#.to_owned(),
-        ),
+        (format!("{namespace:?}"), quoted("request.namespace")),
         (namespace, "request.namespace".to_owned()),
         (format!("{MARK}NAME"), POD_NAME.to_owned()),
     ]
@@ -273,10 +263,6 @@ fn request_denial(error: &InjectError, value: &str) -> String {
     let text = pod_denial(&format!("{MARK}NS"), &format!("{MARK}NAME"), error);
     let mut holes = request_holes();
     holes[0].0 = value.to_owned();
-    let holes: Vec<(&str, &str)> = holes
-        .iter()
-        .map(|(w, e)| (w.as_str(), e.as_str()))
-        .collect();
     template(&text, &holes)
 }
 

@@ -18,25 +18,17 @@ use k8s_openapi::api::core::v1::{ConfigMapEnvSource, Container, EnvFromSource, P
 use serde_json::{Value, json};
 
 use super::cel;
-use super::message::template;
+use super::message::{MARK, quoted, template};
 use super::mutating::{MODEL, asks_for_one_of, model_variable};
 use crate::STATUS_ANNOTATION;
 use crate::inject::{
     ENDPOINT_NAMES, PROXY_CONTAINERS, Prepared, amd_groups_warning, container_env,
-    endpoint_warnings, env_from_warnings, fs_group_warning, host_network_warning,
+    endpoint_warnings, env_from_warnings, fs_group_warning, host_network_warning, local_addresses,
     long_name_warning,
 };
 
 /// How many warnings a pod is given at most.
 pub const WARNINGS: usize = 8;
-
-/// A name no pod has, marking where the pod's value goes.
-const MARK: &str = "LLMINJECTORMARK";
-
-/// CEL: `expression` quoted as `{:?}` quotes ordinary text.
-fn quoted(expression: &str) -> String {
-    format!(r#"("\"" + {expression} + "\"")"#)
-}
 
 /// One model's part of its namespace's warning policy: what its warnings
 /// say that is its own, as CEL string (or list) expressions.
@@ -63,10 +55,7 @@ impl ModelWarnings {
         ModelWarnings {
             model: plan.model_name.clone(),
             variables: vec![
-                (
-                    "localAddresses",
-                    cel::string_list(local_addresses(prepared)),
-                ),
+                ("localAddresses", cel::string_list(local_addresses(plan))),
                 ("endpointRest", cel::string(&endpoint_rest)),
                 ("envFromRest", cel::string(&env_from_rest)),
                 ("hostNetworkWarning", text(Some(host_network_warning(plan)))),
@@ -171,7 +160,10 @@ fn endpoint_message(head: &str) -> String {
                 &format!("{MARK:?}"),
                 &quoted("object.spec.containers[i].name"),
             ),
-            (&format!(" sets {name}="), "(\" sets \" + e.name + \"=\")"),
+            (
+                &format!(" sets {name}="),
+                &"(\" sets \" + e.name + \"=\")".to_owned(),
+            ),
             (&format!("{:?}", format!("{MARK}VALUE")), &quoted("e.value")),
         ],
     );
@@ -219,7 +211,7 @@ fn env_from_warnings_cel(user: &str, head: Option<&(String, String)>) -> String 
 
 /// The webhook's warning for a container setting `name` elsewhere, cut
 /// after the value: the head names the pod's values (marked), the rest is
-/// the model's own ([`model_variables`]).
+/// the model's own (a variable of [`ModelWarnings`]).
 fn endpoint_text(prepared: &Prepared, name: &str) -> (String, String) {
     let value_mark = format!("{MARK}VALUE");
     let spec = PodSpec {
@@ -240,23 +232,6 @@ fn endpoint_text(prepared: &Prepared, name: &str) -> (String, String) {
     (text[..cut].to_owned(), text[cut..].to_owned())
 }
 
-/// The addresses of the injected engines (and router) on the loopback: an
-/// endpoint set to one of them is the injected engine.
-fn local_addresses(prepared: &Prepared) -> Vec<String> {
-    let plan = &prepared.plan;
-    (0..plan.instances)
-        .map(|i| plan.instance_port(i))
-        .chain(plan.router.as_ref().map(|r| r.port))
-        .flat_map(|port| {
-            ["127.0.0.1", "localhost", "[::1]"]
-                .into_iter()
-                .map(move |host| format!("{host}:{port}"))
-        })
-        .collect()
-}
-
-/// What the warnings say that is the model's own, as variables, so the
-/// validations are the same text for every model of a namespace.
 /// The webhook's envFrom warning for a container taking env from one
 /// ConfigMap (marked), cut after the names it shadows: (head, the names as
 /// written, the model's own rest); `None` when injection adds no env.

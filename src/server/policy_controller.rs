@@ -28,6 +28,7 @@ use super::ClusterCatalog;
 use crate::crd::{API_VERSION, LLMModel};
 use crate::inject::InjectOptions;
 use crate::policy::{self, MANAGED_BY, ModelState, PolicyOptions, PolicySet};
+use crate::status::next_condition;
 
 /// The field manager of every policy and condition it writes.
 pub const FIELD_MANAGER: &str = "llm-injector-policies";
@@ -311,22 +312,16 @@ async fn write_conditions(
         let Some(state) = set.states.get(&key) else {
             continue;
         };
-        let mut next = condition(model, state, namespace, refused.get(namespace));
         let previous = model
             .status
             .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION));
-        if let Some(previous) = previous {
-            if previous.status == next.status
-                && previous.reason == next.reason
-                && previous.message == next.message
-                && previous.observed_generation == next.observed_generation
-            {
-                continue;
-            }
-            if previous.status == next.status {
-                next.last_transition_time = previous.last_transition_time.clone();
-            }
+            .map_or(&[][..], |s| s.conditions.as_slice());
+        let next = next_condition(
+            previous,
+            condition(model, state, namespace, refused.get(namespace)),
+        );
+        if previous.contains(&next) {
+            continue;
         }
         let patch = json!({
             "apiVersion": API_VERSION,
