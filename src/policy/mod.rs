@@ -55,6 +55,12 @@ pub const CLUSTER_POLICY: &str = "llm-injector-models-not-injected";
 /// cluster's policy refuses the pod with (so the pod is never stored).
 pub const REFUSED_ANNOTATION: &str = "llm.injector.dev/refused";
 
+/// `value` as a CEL literal that evaluates to the same JSON value, the way
+/// the policies write what injection adds (maps and lists as `dyn`).
+pub fn cel_literal(value: &Value) -> String {
+    cel::literal(value)
+}
+
 /// How policies are matched beyond the model's own namespace.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PolicyOptions {

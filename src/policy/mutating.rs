@@ -58,25 +58,23 @@ pub fn model_mutation(prepared: &Prepared, namespace: &str) -> Result<ModelMutat
         ("created", created(prepared)),
     ];
     variables.push(("status", status(prepared)?));
+    // What injection appends to the pod's lists, once each, for the patch
+    // to read.
+    let literals = |items: &[Value]| items.iter().map(cel::literal).collect::<Vec<_>>();
+    variables.extend([
+        ("initContainers", list(&init_container_literals(prepared)?)),
+        ("volumes", list(&literals(&prepared.volumes))),
+        ("resourceClaims", list(&literals(&prepared.claims))),
+    ]);
     let patch = [
         metadata_operations(prepared),
         env_operations(),
-        append_operations("initContainers", &init_container_literals(prepared)?),
-        append_operations(
-            "volumes",
-            &prepared
-                .volumes
-                .iter()
-                .map(cel::literal)
-                .collect::<Vec<_>>(),
-        ),
+        append_operations("initContainers"),
+        append_operations("volumes"),
         if prepared.claims.is_empty() {
             "[]".to_owned()
         } else {
-            append_operations(
-                "resourceClaims",
-                &prepared.claims.iter().map(cel::literal).collect::<Vec<_>>(),
-            )
+            append_operations("resourceClaims")
         },
         runtime_class_operation(prepared),
     ]
@@ -360,24 +358,26 @@ fn env_operations() -> String {
         .to_owned()
 }
 
-/// `items` appended to the pod's list `field`, created empty first when
-/// missing (a list value holding maps built in CEL is avoided:
-/// kubernetes/kubernetes#142181).
-fn append_operations(field: &str, items: &[String]) -> String {
-    let adds: Vec<String> = items
-        .iter()
-        .map(|item| {
-            format!(
-                "  JSONPatch{{op: \"add\", path: {}, value: {item}}}",
-                cel::pointer(&["spec", field, "-"])
-            )
-        })
-        .collect();
+/// The items of variable `field` appended to the pod's list `field`, one
+/// `add` each, or the list added whole where the pod has none: one
+/// operation fewer per item, and the apiserver pays per operation
+/// (converting each value to JSON). A list of CEL maps is a safe value; a
+/// list of `Object.…{}` literals would panic the request
+/// (kubernetes/kubernetes#142181, docs/design/prototypes/NOTES.md pitfall 1).
+fn append_operations(field: &str) -> String {
     format!(
-        "(has(object.spec.{field}) ? [] : [JSONPatch{{op: \"add\", path: {}, value: []}}])\n+ [\n{}\n]",
+        "has(object.spec.{field})\n  ? variables.{field}.map(x, JSONPatch{{op: \"add\", path: {}, value: x}})\n  : [JSONPatch{{op: \"add\", path: {}, value: variables.{field}}}]",
+        cel::pointer(&["spec", field, "-"]),
         cel::pointer(&["spec", field]),
-        adds.join(",\n")
     )
+}
+
+/// CEL: a list of `items` (CEL expressions), one per line.
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "[]".to_owned();
+    }
+    format!("[\n  {}\n]", items.join(",\n  "))
 }
 
 /// The init containers: `llm-pull` as the first classic mesh proxy's uid

@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 use super::cel;
 use super::message::{MARK, quoted, template};
 use super::mutating::{MODEL, asks_for_one_of, model_variable};
-use crate::STATUS_ANNOTATION;
 use crate::inject::{
     ENDPOINT_NAMES, PROXY_CONTAINERS, Prepared, amd_groups_warning, container_env,
     endpoint_warnings, env_from_warnings, fs_group_warning, host_network_warning, local_addresses,
     long_name_warning,
 };
+use crate::{MODEL_ANNOTATION, STATUS_ANNOTATION};
 
 /// How many warnings a pod is given at most.
 pub const WARNINGS: usize = 8;
@@ -40,6 +40,11 @@ pub struct ModelWarnings {
     endpoint_head: String,
     /// The envFrom warning up to the names, and the names ([`env_from_text`]).
     env_from_head: Option<(String, String)>,
+    /// The addresses of the model's engines a user container may point at.
+    local_addresses: Vec<String>,
+    /// Whether the model has a warning of its own (ROCm groups, the model
+    /// store's fsGroup, a long name), given whatever the pod is.
+    has_own_warning: bool,
 }
 
 impl ModelWarnings {
@@ -51,28 +56,32 @@ impl ModelWarnings {
             .as_ref()
             .map(|(_, _, rest)| rest.clone())
             .unwrap_or_default();
-        let text = |warning: Option<String>| cel::string(&warning.unwrap_or_default());
+        let text = |warning: &Option<String>| cel::string(warning.as_deref().unwrap_or_default());
+        let addresses = local_addresses(plan);
+        let groups = amd_groups_warning(plan);
+        let fs_group = fs_group_warning(plan);
+        let long_name = prepared
+            .model_label
+            .is_none()
+            .then(|| long_name_warning(plan));
         ModelWarnings {
             model: plan.model_name.clone(),
             variables: vec![
-                ("localAddresses", cel::string_list(local_addresses(plan))),
+                ("localAddresses", cel::string_list(&addresses)),
                 ("endpointRest", cel::string(&endpoint_rest)),
                 ("envFromRest", cel::string(&env_from_rest)),
-                ("hostNetworkWarning", text(Some(host_network_warning(plan)))),
-                ("groupsWarning", text(amd_groups_warning(plan))),
-                ("fsGroupWarning", text(fs_group_warning(plan))),
                 (
-                    "longNameWarning",
-                    text(
-                        prepared
-                            .model_label
-                            .is_none()
-                            .then(|| long_name_warning(plan)),
-                    ),
+                    "hostNetworkWarning",
+                    text(&Some(host_network_warning(plan))),
                 ),
+                ("groupsWarning", text(&groups)),
+                ("fsGroupWarning", text(&fs_group)),
+                ("longNameWarning", text(&long_name)),
             ],
             endpoint_head,
             env_from_head: env_from.map(|(head, names, _)| (head, names)),
+            local_addresses: addresses,
+            has_own_warning: groups.is_some() || fs_group.is_some() || long_name.is_some(),
         }
     }
 }
@@ -111,10 +120,52 @@ pub fn namespace_spec(models: &[ModelWarnings], match_constraints: &Value) -> Va
         "matchConditions": [
             {"name": "asks-for-a-model-of-this-namespace", "expression": asks_for_one_of(&names)},
             {"name": "injected", "expression": format!("has(object.metadata.annotations) && {} in object.metadata.annotations", cel::string(STATUS_ANNOTATION))},
+            {"name": "may-be-warned", "expression": may_be_warned(models)},
         ],
         "variables": variables,
         "validations": validations,
     })
+}
+
+/// CEL for a matchCondition: the pod may be warned about. It reads the pod
+/// alone, no variable, and is true whenever `variables.warnings` is not
+/// empty: hostNetwork, an endpoint name set to an address that is not the
+/// engine of the pod's model, any envFrom, or a model with a warning of its
+/// own. Most injected pods have none of these, and the apiserver then skips
+/// the policy's variables and validations, which cost it about 1 ms per
+/// pod (BENCHMARKS.md, "Injection by admission policies").
+fn may_be_warned(models: &[ModelWarnings]) -> String {
+    let model = format!(
+        "object.metadata.annotations[?{}].orValue(\"\")",
+        cel::string(MODEL_ANNOTATION)
+    );
+    let lists: Vec<String> = models
+        .iter()
+        .map(|m| cel::string_list(&m.local_addresses))
+        .collect();
+    let branches: Vec<(&str, &str)> = models
+        .iter()
+        .zip(&lists)
+        .map(|(m, list)| (m.model.as_str(), list.as_str()))
+        .collect();
+    let mut cases = vec![
+        "has(object.spec.hostNetwork) && object.spec.hostNetwork".to_owned(),
+        format!(
+            "[{}].exists(addresses, object.spec.containers.exists(c, has(c.env) && c.env.exists(e, {})))",
+            cel::switch(&model, &branches),
+            elsewhere("addresses")
+        ),
+        "object.spec.containers.exists(c, has(c.envFrom))".to_owned(),
+    ];
+    let own: Vec<&str> = models
+        .iter()
+        .filter(|m| m.has_own_warning)
+        .map(|m| m.model.as_str())
+        .collect();
+    if !own.is_empty() {
+        cases.push(format!("{model} in {}", cel::string_list(own)));
+    }
+    cases.join("\n|| ")
 }
 
 /// CEL: every warning about the pod, in the webhook's order; `texts`
@@ -128,7 +179,7 @@ fn warnings(texts: &ModelWarnings) -> String {
         "(has(object.spec.hostNetwork) && object.spec.hostNetwork ? [variables.hostNetworkWarning] : [])".to_owned(),
         format!(
             "{user}.map(i, has(object.spec.containers[i].env) ? object.spec.containers[i].env.filter(e, {elsewhere}).map(e, {message}) : []).flatten()",
-            elsewhere = elsewhere(),
+            elsewhere = elsewhere("variables.localAddresses"),
             message = endpoint_message(&texts.endpoint_head),
         ),
         env_from_warnings_cel(&user, texts.env_from_head.as_ref()),
@@ -140,10 +191,11 @@ fn warnings(texts: &ModelWarnings) -> String {
 }
 
 /// CEL, for env entry `e`: it sets an endpoint name to an address that is
-/// not the injected engine's (`endpoint_warnings`).
-fn elsewhere() -> String {
+/// not the injected engine's (`endpoint_warnings`), whose addresses are the
+/// list `addresses`.
+fn elsewhere(addresses: &str) -> String {
     format!(
-        "e.name in {} && has(e.value) && !e.value.contains(\"$(\") && !variables.localAddresses.exists(h, e.value.contains(h))",
+        "e.name in {} && has(e.value) && !e.value.contains(\"$(\") && !{addresses}.exists(h, e.value.contains(h))",
         cel::string_list(ENDPOINT_NAMES)
     )
 }
@@ -260,4 +312,51 @@ fn env_from_text(prepared: &Prepared) -> Option<(String, String, String)> {
         text[names_start..names_end].to_owned(),
         text[names_end..].to_owned(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str, port: u16, has_own_warning: bool) -> ModelWarnings {
+        ModelWarnings {
+            model: name.to_owned(),
+            variables: Vec::new(),
+            endpoint_head: String::new(),
+            env_from_head: None,
+            local_addresses: vec![format!("127.0.0.1:{port}")],
+            has_own_warning,
+        }
+    }
+
+    #[test]
+    fn the_guard_reads_each_models_engines_and_lists_models_with_warnings_of_their_own() {
+        let cases = [
+            (
+                vec![model("a", 11434, false), model("b", 11436, true)],
+                Some(r#".orValue("") in ["b"]"#),
+            ),
+            (vec![model("a", 11434, false)], None),
+        ];
+        for (models, own) in cases {
+            let guard = may_be_warned(&models);
+            for m in &models {
+                assert!(
+                    guard.contains(&cel::string_list(&m.local_addresses)),
+                    "{guard}"
+                );
+            }
+            assert_eq!(
+                guard.contains(r#".orValue("") in ["#),
+                own.is_some(),
+                "{guard}"
+            );
+            if let Some(own) = own {
+                assert!(guard.contains(own), "{guard}");
+            }
+            for case in ["object.spec.hostNetwork", "has(c.envFrom)"] {
+                assert!(guard.contains(case), "{guard}");
+            }
+        }
+    }
 }

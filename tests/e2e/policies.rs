@@ -373,11 +373,11 @@ pub fn check(
     crate::wait_for_webhooks(suite)
 }
 
-/// The reference of issue 19's cost criterion
-/// (docs/design/prototypes/fixed3.yaml): a hand-written
-/// MutatingAdmissionPolicy doing a fixed 3-op mutation (an annotation, a
-/// label, one env entry) on annotated pods of `namespace`, and its binding.
-fn fixed3(namespace: &str) -> [Value; 2] {
+/// A hand-written MutatingAdmissionPolicy `name` with JSONPatch mutation
+/// `expression`, on the annotated, not yet injected pods of `namespace`,
+/// and its binding: the references the generated policies are timed
+/// against.
+fn reference_policy(name: &str, namespace: &str, expression: &str) -> [Value; 2] {
     let matching = json!({
         "matchPolicy": "Equivalent",
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
@@ -387,33 +387,112 @@ fn fixed3(namespace: &str) -> [Value; 2] {
     [
         json!({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
-            "metadata": {"name": "e2e-fixed3"},
+            "metadata": {"name": name},
             "spec": {
                 "failurePolicy": "Fail", "reinvocationPolicy": "Never", "matchConstraints": matching,
                 "matchConditions": [
                     {"name": "asks-for-a-model", "expression": "has(object.metadata.annotations) && 'llm.injector.dev/model' in object.metadata.annotations"},
                     {"name": "not-injected-yet", "expression": "!has(object.metadata.annotations) || !('llm.injector.dev/status' in object.metadata.annotations)"},
                 ],
-                "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": r#"[
-  JSONPatch{op: "add", path: "/metadata/annotations/" + jsonpatch.escapeKey("llm.injector.dev/status"), value: "{}"},
-  JSONPatch{op: "add", path: "/metadata/labels", value: {"llm.injector.dev/model": "m"}},
-  JSONPatch{op: "add", path: "/spec/containers/0/env", value: [{"name": "OLLAMA_HOST", "value": "http://127.0.0.1:11434"}]}
-]"#}}],
+                "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": expression}}],
             },
         }),
         json!({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
-            "metadata": {"name": "e2e-fixed3"},
-            "spec": {"policyName": "e2e-fixed3", "matchResources": matching},
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "matchResources": matching},
         }),
     ]
 }
 
-/// Pod creates through the generated policies, a fixed 3-op policy and no
-/// policy, interleaved; figures printed (never a threshold).
+/// Issue 19's reference (docs/design/prototypes/fixed3.yaml): a fixed
+/// 3-op mutation (an annotation, a label, one env entry).
+fn fixed3(namespace: &str) -> [Value; 2] {
+    reference_policy(
+        "e2e-fixed3",
+        namespace,
+        r#"[
+  JSONPatch{op: "add", path: "/metadata/annotations/" + jsonpatch.escapeKey("llm.injector.dev/status"), value: "{}"},
+  JSONPatch{op: "add", path: "/metadata/labels", value: {"llm.injector.dev/model": "m"}},
+  JSONPatch{op: "add", path: "/spec/containers/0/env", value: [{"name": "OLLAMA_HOST", "value": "http://127.0.0.1:11434"}]}
+]"#,
+    )
+}
+
+/// The least any policy can do to inject the timed pod: a fixed mutation
+/// adding, as constants, what the generated policies added to it
+/// (`injected`, the pod as they stored it): its status annotation, its
+/// labels, each container's env, the init containers and the volumes
+/// injection adds (`llm-` names), one operation each list. What separates
+/// the generated policies from it is their CEL over the pod; what separates
+/// it from [`fixed3`] is the size of what injection adds.
+fn same_output(namespace: &str, injected: &Value) -> Result<[Value; 2], String> {
+    use llm_injector::policy::cel_literal;
+    let missing = |what: &str| format!("the injected pod has no {what}");
+    let status = injected["metadata"]["annotations"]["llm.injector.dev/status"]
+        .as_str()
+        .ok_or_else(|| missing("status annotation"))?;
+    let mut operations = vec![
+        format!(
+            "JSONPatch{{op: \"add\", path: \"/metadata/annotations/llm.injector.dev~1status\", value: {}}}",
+            cel_literal(&json!(status))
+        ),
+        format!(
+            "JSONPatch{{op: \"add\", path: \"/metadata/labels\", value: {}}}",
+            cel_literal(&injected["metadata"]["labels"])
+        ),
+    ];
+    let containers = injected["spec"]["containers"]
+        .as_array()
+        .ok_or_else(|| missing("containers"))?;
+    for (i, container) in containers.iter().enumerate() {
+        operations.push(format!(
+            "JSONPatch{{op: \"add\", path: \"/spec/containers/{i}/env\", value: {}}}",
+            cel_literal(&container["env"])
+        ));
+    }
+    operations.push(format!(
+        "JSONPatch{{op: \"add\", path: \"/spec/initContainers\", value: {}}}",
+        cel_literal(&injected["spec"]["initContainers"])
+    ));
+    let volumes = injected["spec"]["volumes"]
+        .as_array()
+        .ok_or_else(|| missing("volumes"))?;
+    for volume in volumes.iter().filter(|v| {
+        v["name"]
+            .as_str()
+            .is_some_and(|name| name.starts_with("llm-"))
+    }) {
+        operations.push(format!(
+            "JSONPatch{{op: \"add\", path: \"/spec/volumes/-\", value: {}}}",
+            cel_literal(volume)
+        ));
+    }
+    Ok(reference_policy(
+        "e2e-same-output",
+        namespace,
+        &format!("[\n  {}\n]", operations.join(",\n  ")),
+    ))
+}
+
+/// The timed pod of `namespace` as admission leaves it (a server dry run).
+fn timed_pod(suite: &Suite, namespace: &str) -> Result<Value, String> {
+    let pod = crate::overhead::pods(namespace, 1)["items"][0].clone();
+    suite
+        .kubectl
+        .with_object(&["create", "--dry-run=server", "-o", "json"], &pod)
+        .json()
+}
+
+/// Pod creates through the generated policies, the two reference policies
+/// and no policy, interleaved; figures printed (never a threshold).
 fn measure(suite: &mut Suite) -> Result<(), String> {
-    let (none, fixed) = ("e2e-policy-none", "e2e-policy-fixed3");
-    for namespace in [none, fixed] {
+    let (none, fixed, same) = (
+        "e2e-policy-none",
+        "e2e-policy-fixed3",
+        "e2e-policy-same-output",
+    );
+    for namespace in [none, fixed, same] {
         // Out of the generated policies' namespaces, like the webhook's.
         let object = json!({
             "apiVersion": "v1", "kind": "Namespace",
@@ -425,27 +504,29 @@ fn measure(suite: &mut Suite) -> Result<(), String> {
             .ok()
             .ok_or(format!("namespace {namespace}"))?;
     }
-    for object in fixed3(fixed) {
+    let injected = timed_pod(suite, TEAM)?;
+    let references = [fixed3(fixed), same_output(same, &injected)?];
+    for object in references.iter().flatten() {
         suite
             .kubectl
-            .with_object(&["create"], &object)
+            .with_object(&["create"], object)
             .ok()
-            .ok_or("the fixed 3-op policy")?;
+            .ok_or(format!("reference policy {}", object["metadata"]["name"]))?;
     }
-    let fixed_loaded = wait_until(30, || {
-        let pod = json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "marker", "namespace": fixed, "annotations": {"llm.injector.dev/model": "x"}},
-            "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    for namespace in [fixed, same] {
+        let loaded = wait_until(30, || {
+            timed_pod(suite, namespace)
+                .is_ok_and(|p| p["metadata"]["annotations"]["llm.injector.dev/status"].is_string())
         });
-        suite
-            .kubectl
-            .with_object(&["create", "--dry-run=server", "-o", "json"], &pod)
-            .json()
-            .is_ok_and(|p| p["metadata"]["annotations"]["llm.injector.dev/status"] == "{}")
-    });
-    if !fixed_loaded {
-        return Err("the fixed 3-op policy did not load within 30 s".into());
+        if !loaded {
+            return Err(format!(
+                "the reference policy of {namespace} did not load within 30 s"
+            ));
+        }
+    }
+    let same_pod = timed_pod(suite, same)?;
+    if same_pod["spec"]["initContainers"] != injected["spec"]["initContainers"] {
+        return Err("the same-output policy does not add what the generated ones add".into());
     }
     let count: usize = std::env::var("LLM_INJECTOR_E2E_BENCH_PODS")
         .ok()
@@ -453,50 +534,64 @@ fn measure(suite: &mut Suite) -> Result<(), String> {
         .unwrap_or(40);
     let rounds = 5;
     let plugins = ["MutatingAdmissionPolicy", "ValidatingAdmissionPolicy"];
-    let (mut none_times, mut fixed_times, mut ours_times) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut fixed_plugins, mut ours_plugins) = ([0.0; 2], [0.0; 2]);
+    // Per namespace: the time of each round, and the plugins' seconds.
+    let scenarios = [none, fixed, same, TEAM];
+    let mut times = vec![Vec::new(); scenarios.len()];
+    let mut spent = vec![[0.0; 2]; scenarios.len()];
     for _ in 0..rounds {
-        none_times.push(create_pods_timed(suite, none, count, &[])?.0);
-        let (elapsed, spent) = create_pods_timed(suite, fixed, count, &plugins)?;
-        fixed_times.push(elapsed);
-        fixed_plugins[0] += spent[0];
-        fixed_plugins[1] += spent[1];
-        let (elapsed, spent) = create_pods_timed(suite, TEAM, count, &plugins)?;
-        ours_times.push(elapsed);
-        ours_plugins[0] += spent[0];
-        ours_plugins[1] += spent[1];
+        for (k, namespace) in scenarios.iter().enumerate() {
+            let (elapsed, seconds) = create_pods_timed(suite, namespace, count, &plugins)?;
+            times[k].push(elapsed);
+            spent[k][0] += seconds[0];
+            spent[k][1] += seconds[1];
+        }
     }
     let pods = (count * rounds) as f64;
-    let per_pod = |total: f64| total / count as f64 * 1000.0;
-    let (none_ms, fixed_ms, ours_ms) = (
-        per_pod(median(none_times)),
-        per_pod(median(fixed_times)),
-        per_pod(median(ours_times)),
-    );
-    let server = |seconds: [f64; 2]| (seconds[0] / pods * 1000.0, seconds[1] / pods * 1000.0);
-    let (fixed_mutating, fixed_validating) = server(fixed_plugins);
-    let (ours_mutating, ours_validating) = server(ours_plugins);
+    let ms: Vec<f64> = times
+        .into_iter()
+        .map(|t| median(t) / count as f64 * 1000.0)
+        .collect();
+    let server: Vec<(f64, f64)> = spent
+        .iter()
+        .map(|s| (s[0] / pods * 1000.0, s[1] / pods * 1000.0))
+        .collect();
+    let added = |k: usize| ms[k] - ms[0];
+    let plugins_ms = |k: usize| server[k].0 + server[k].1;
     let lines = [
         format!(
             "{count} annotated pods per kubectl create, {rounds} rounds, median per pod; the webhook's figures for the same pods follow in the section 'figures'"
         ),
         format!(
-            "pod create: no policy {none_ms:.2} ms, fixed 3-op policy {fixed_ms:.2} ms (+{:.2}), generated policies {ours_ms:.2} ms (+{:.2}); the generated add {:.1}x what the fixed 3-op adds",
-            fixed_ms - none_ms,
-            ours_ms - none_ms,
-            (ours_ms - none_ms) / (fixed_ms - none_ms).max(0.001)
+            "pod create: no policy {:.2} ms, fixed 3-op policy {:.2} ms (+{:.2}), same-output policy {:.2} ms (+{:.2}), generated policies {:.2} ms (+{:.2}); the generated add {:.1}x what the fixed 3-op adds, {:.2}x what the same-output adds",
+            ms[0],
+            ms[1],
+            added(1),
+            ms[2],
+            added(2),
+            ms[3],
+            added(3),
+            added(3) / added(1).max(0.001),
+            added(3) / added(2).max(0.001),
         ),
         format!(
-            "the policy plugins per pod (apiserver_admission_controller_admission_duration_seconds): fixed 3-op {:.3} ms (mutating {fixed_mutating:.3} + validating {fixed_validating:.3}); generated {:.3} ms (mutating {ours_mutating:.3} + validating {ours_validating:.3}), {:.1}x the fixed 3-op",
-            fixed_mutating + fixed_validating,
-            ours_mutating + ours_validating,
-            (ours_mutating + ours_validating) / (fixed_mutating + fixed_validating).max(0.000_001)
+            "the policy plugins per pod (apiserver_admission_controller_admission_duration_seconds): fixed 3-op {:.3} ms (mutating {:.3} + validating {:.3}); same-output {:.3} ms ({:.3} + {:.3}); generated {:.3} ms ({:.3} + {:.3}), {:.1}x the fixed 3-op, {:.2}x the same-output",
+            plugins_ms(1),
+            server[1].0,
+            server[1].1,
+            plugins_ms(2),
+            server[2].0,
+            server[2].1,
+            plugins_ms(3),
+            server[3].0,
+            server[3].1,
+            plugins_ms(3) / plugins_ms(1).max(0.000_001),
+            plugins_ms(3) / plugins_ms(2).max(0.000_001),
         ),
     ];
     for line in &lines {
         suite.report.figure(line);
     }
-    for object in fixed3(fixed).iter().rev() {
+    for object in references.iter().flat_map(|r| r.iter().rev()) {
         suite.kubectl.with_object(&["delete"], object);
     }
     Ok(())
