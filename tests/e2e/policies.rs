@@ -16,6 +16,15 @@ use crate::overhead::{create_pods_timed, median};
 use crate::webhooks::{SERVICE_ACCOUNT, Serve};
 use crate::{Suite, TEAM, pods, validation};
 
+/// The timed namespaces: one injected by the generated policies, one by
+/// the webhook, each holding a copy of TEAM's llama-cpu and its engine and
+/// nothing else (TEAM's other workloads and models would weigh on its pod
+/// creates). The webhook's is out of the policies.
+const POLICY_TIMED: &str = "e2e-timed-policies";
+const WEBHOOK_TIMED: &str = "e2e-timed-webhook";
+/// The namespaces the policy replica leaves alone.
+const EXCLUDED: [&str; 3] = [SERVICE_ACCOUNT.0, "kube-system", WEBHOOK_TIMED];
+
 /// The label selector of every policy the server renders.
 const MANAGED: &str = "app.kubernetes.io/managed-by=llm-injector";
 const KINDS: &str = "mutatingadmissionpolicies,mutatingadmissionpolicybindings,validatingadmissionpolicies,validatingadmissionpolicybindings";
@@ -63,15 +72,8 @@ fn rendered(suite: &Suite) -> Result<Vec<(String, Value)>, String> {
         .ok()
         .ok_or("kubectl get llmengines,llmmodels failed")?;
     let out = std::process::Command::new(&suite.injector)
-        .args([
-            "policies",
-            "-f",
-            "-",
-            "--exclude-namespace",
-            SERVICE_ACCOUNT.0,
-            "--exclude-namespace",
-            "kube-system",
-        ])
+        .args(["policies", "-f", "-"])
+        .args(EXCLUDED.iter().flat_map(|n| ["--exclude-namespace", n]))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -188,7 +190,9 @@ pub fn check(
             return Err(format!("RBAC for policies: {}", out.both()));
         }
     }
-    let (namespace, _) = SERVICE_ACCOUNT;
+    for namespace in [POLICY_TIMED, WEBHOOK_TIMED] {
+        copy_timed_model(suite, namespace)?;
+    }
     let args = [
         "--injection-mode=policy",
         "--status-controller=false",
@@ -196,7 +200,7 @@ pub fn check(
         // suite's own).
         "--leader-elect=false",
         "--policy-exclude-namespaces",
-        &format!("{namespace},kube-system"),
+        &EXCLUDED.join(","),
     ]
     .map(str::to_owned);
     let mut server = Serve::launch(
@@ -341,7 +345,7 @@ pub fn check(
     }
     validation::inject_errors_labelled(suite, "through the policies alone");
     fifty_containers(suite);
-    measure(suite)?;
+    measure(suite, mutating_webhook)?;
 
     // Back to the webhook for the sections after this one.
     let out = suite.kubectl.run(&["delete", KINDS, "-l", MANAGED], None);
@@ -475,6 +479,23 @@ fn same_output(namespace: &str, injected: &Value) -> Result<[Value; 2], String> 
     ))
 }
 
+/// Seconds the apiserver has spent serving pod creates
+/// (`apiserver_request_duration_seconds_sum`, POST on pods): admission,
+/// validation and storage, the webhook's answer included.
+fn pod_create_seconds(suite: &Suite) -> Result<f64, String> {
+    let text = suite.kubectl.raw("/metrics")?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_duration_seconds_sum{")
+                && l.contains("resource=\"pods\"")
+                && l.contains("subresource=\"\"")
+                && l.contains("verb=\"POST\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
 /// The timed pod of `namespace` as admission leaves it (a server dry run).
 fn timed_pod(suite: &Suite, namespace: &str) -> Result<Value, String> {
     let pod = crate::overhead::pods(namespace, 1)["items"][0].clone();
@@ -484,16 +505,73 @@ fn timed_pod(suite: &Suite, namespace: &str) -> Result<Value, String> {
         .json()
 }
 
-/// Pod creates through the generated policies, the two reference policies
-/// and no policy, interleaved; figures printed (never a threshold).
-fn measure(suite: &mut Suite) -> Result<(), String> {
+/// Namespace `namespace`, with a copy of TEAM's llama-cpu (the model the
+/// timed pods ask for) and its engine.
+fn copy_timed_model(suite: &Suite, namespace: &str) -> Result<(), String> {
+    let get = |kind: &str, name: &str| {
+        suite
+            .kubectl
+            .run(&["get", kind, name, "-n", TEAM, "-o", "json"], None)
+            .json()
+    };
+    let model = get("llmmodel", "llama-cpu")?;
+    let engine_name = model["spec"]["engineRef"]["name"]
+        .as_str()
+        .ok_or("llama-cpu has no engineRef")?
+        .to_owned();
+    let engine = get("llmengine", &engine_name)?;
+    let copies = [
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        json!({
+            "apiVersion": engine["apiVersion"], "kind": "LLMEngine",
+            "metadata": {"name": engine_name, "namespace": namespace},
+            "spec": engine["spec"],
+        }),
+        json!({
+            "apiVersion": model["apiVersion"], "kind": "LLMModel",
+            "metadata": {"name": "llama-cpu", "namespace": namespace},
+            "spec": model["spec"],
+        }),
+    ];
+    for copy in &copies {
+        suite
+            .kubectl
+            .with_object(&["create"], copy)
+            .ok()
+            .ok_or(format!("{} {namespace}", copy["kind"]))?;
+    }
+    Ok(())
+}
+
+/// The suite's webhook, registered again for [`WEBHOOK_TIMED`] alone (the
+/// policies' namespaces stay without it): the webhook timed in the same
+/// rounds as the policies.
+fn register_timed_webhook(suite: &Suite, mutating_webhook: &Value) -> Result<Value, String> {
+    let mut config = mutating_webhook.clone();
+    config["metadata"] = json!({"name": WEBHOOK_TIMED});
+    for hook in config["webhooks"].as_array_mut().into_iter().flatten() {
+        hook["namespaceSelector"] =
+            json!({"matchLabels": {"kubernetes.io/metadata.name": WEBHOOK_TIMED}});
+    }
+    suite
+        .kubectl
+        .with_object(&["create"], &config)
+        .ok()
+        .ok_or("registering the webhook for the timed namespace")?;
+    Ok(config)
+}
+
+/// Pod creates through the generated policies, the two reference policies,
+/// the webhook and no injection, interleaved in the same rounds; figures
+/// printed (never a threshold).
+fn measure(suite: &mut Suite, mutating_webhook: &Value) -> Result<(), String> {
     let (none, fixed, same) = (
         "e2e-policy-none",
         "e2e-policy-fixed3",
         "e2e-policy-same-output",
     );
     for namespace in [none, fixed, same] {
-        // Out of the generated policies' namespaces, like the webhook's.
+        // Out of the generated policies' namespaces.
         let object = json!({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": namespace, "labels": {"llm.injector.dev/injection": "disabled"}},
@@ -504,7 +582,7 @@ fn measure(suite: &mut Suite) -> Result<(), String> {
             .ok()
             .ok_or(format!("namespace {namespace}"))?;
     }
-    let injected = timed_pod(suite, TEAM)?;
+    let injected = timed_pod(suite, POLICY_TIMED)?;
     let references = [fixed3(fixed), same_output(same, &injected)?];
     for object in references.iter().flatten() {
         suite
@@ -513,37 +591,51 @@ fn measure(suite: &mut Suite) -> Result<(), String> {
             .ok()
             .ok_or(format!("reference policy {}", object["metadata"]["name"]))?;
     }
-    for namespace in [fixed, same] {
-        let loaded = wait_until(30, || {
+    let registration = register_timed_webhook(suite, mutating_webhook)?;
+    for namespace in [fixed, same, WEBHOOK_TIMED] {
+        let injecting = wait_until(30, || {
             timed_pod(suite, namespace)
                 .is_ok_and(|p| p["metadata"]["annotations"]["llm.injector.dev/status"].is_string())
         });
-        if !loaded {
+        if !injecting {
             return Err(format!(
-                "the reference policy of {namespace} did not load within 30 s"
+                "the pods of {namespace} were not mutated within 30 s"
             ));
         }
     }
-    let same_pod = timed_pod(suite, same)?;
-    if same_pod["spec"]["initContainers"] != injected["spec"]["initContainers"] {
-        return Err("the same-output policy does not add what the generated ones add".into());
+    for namespace in [same, WEBHOOK_TIMED] {
+        if timed_pod(suite, namespace)?["spec"]["initContainers"]
+            != injected["spec"]["initContainers"]
+        {
+            return Err(format!(
+                "the pods of {namespace} do not get the init containers the generated policies add"
+            ));
+        }
     }
     let count: usize = std::env::var("LLM_INJECTOR_E2E_BENCH_PODS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let rounds = 5;
-    let plugins = ["MutatingAdmissionPolicy", "ValidatingAdmissionPolicy"];
+    let plugins = [
+        "MutatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "MutatingAdmissionWebhook",
+    ];
     // Per namespace: the time of each round, and the plugins' seconds.
-    let scenarios = [none, fixed, same, TEAM];
+    let scenarios = [none, fixed, same, POLICY_TIMED, WEBHOOK_TIMED];
     let mut times = vec![Vec::new(); scenarios.len()];
-    let mut spent = vec![[0.0; 2]; scenarios.len()];
+    let mut spent = vec![[0.0; 3]; scenarios.len()];
+    let mut serving = vec![0.0; scenarios.len()];
     for _ in 0..rounds {
         for (k, namespace) in scenarios.iter().enumerate() {
+            let before = pod_create_seconds(suite)?;
             let (elapsed, seconds) = create_pods_timed(suite, namespace, count, &plugins)?;
+            serving[k] += pod_create_seconds(suite)? - before;
             times[k].push(elapsed);
-            spent[k][0] += seconds[0];
-            spent[k][1] += seconds[1];
+            for (total, s) in spent[k].iter_mut().zip(seconds) {
+                *total += s;
+            }
         }
     }
     let pods = (count * rounds) as f64;
@@ -551,49 +643,80 @@ fn measure(suite: &mut Suite) -> Result<(), String> {
         .into_iter()
         .map(|t| median(t) / count as f64 * 1000.0)
         .collect();
-    let server: Vec<(f64, f64)> = spent
+    // Per namespace, ms per pod in each plugin.
+    let server: Vec<[f64; 3]> = spent
         .iter()
-        .map(|s| (s[0] / pods * 1000.0, s[1] / pods * 1000.0))
+        .map(|s| s.map(|seconds| seconds / pods * 1000.0))
         .collect();
     let added = |k: usize| ms[k] - ms[0];
-    let plugins_ms = |k: usize| server[k].0 + server[k].1;
+    let total = |k: usize| server[k].iter().sum::<f64>();
+    let serving_ms = |k: usize| serving[k] / pods * 1000.0;
+    let (fixed_k, same_k, ours_k, webhook_k) = (1, 2, 3, 4);
     let lines = [
         format!(
-            "{count} annotated pods per kubectl create, {rounds} rounds, median per pod; the webhook's figures for the same pods follow in the section 'figures'"
+            "{count} annotated pods per kubectl create, {rounds} rounds, median per pod, each round through every namespace in turn"
         ),
         format!(
-            "pod create: no policy {:.2} ms, fixed 3-op policy {:.2} ms (+{:.2}), same-output policy {:.2} ms (+{:.2}), generated policies {:.2} ms (+{:.2}); the generated add {:.1}x what the fixed 3-op adds, {:.2}x what the same-output adds",
+            "pod create: no injection {:.2} ms; fixed 3-op policy {:.2} ms (+{:.2}); same-output policy {:.2} ms (+{:.2}); generated policies {:.2} ms (+{:.2}); llm-injector webhook {:.2} ms (+{:.2})",
             ms[0],
-            ms[1],
-            added(1),
-            ms[2],
-            added(2),
-            ms[3],
-            added(3),
-            added(3) / added(1).max(0.001),
-            added(3) / added(2).max(0.001),
+            ms[fixed_k],
+            added(fixed_k),
+            ms[same_k],
+            added(same_k),
+            ms[ours_k],
+            added(ours_k),
+            ms[webhook_k],
+            added(webhook_k),
         ),
         format!(
-            "the policy plugins per pod (apiserver_admission_controller_admission_duration_seconds): fixed 3-op {:.3} ms (mutating {:.3} + validating {:.3}); same-output {:.3} ms ({:.3} + {:.3}); generated {:.3} ms ({:.3} + {:.3}), {:.1}x the fixed 3-op, {:.2}x the same-output",
-            plugins_ms(1),
-            server[1].0,
-            server[1].1,
-            plugins_ms(2),
-            server[2].0,
-            server[2].1,
-            plugins_ms(3),
-            server[3].0,
-            server[3].1,
-            plugins_ms(3) / plugins_ms(1).max(0.000_001),
-            plugins_ms(3) / plugins_ms(2).max(0.000_001),
+            "the generated policies add {:.2}x what the webhook adds, {:.1}x what the fixed 3-op adds, {:.2}x what the same-output adds",
+            added(ours_k) / added(webhook_k).max(0.001),
+            added(ours_k) / added(fixed_k).max(0.001),
+            added(ours_k) / added(same_k).max(0.001),
+        ),
+        format!(
+            "admission per pod in the apiserver (apiserver_admission_controller_admission_duration_seconds: MutatingAdmissionPolicy + ValidatingAdmissionPolicy + MutatingAdmissionWebhook): fixed 3-op {:.3} ms; same-output {:.3} ms; generated {:.3} ms ({:.3} + {:.3} + {:.3}); webhook {:.3} ms ({:.3} + {:.3} + {:.3}, the call and its patch); generated {:.2}x the webhook, {:.1}x the fixed 3-op, {:.2}x the same-output",
+            total(fixed_k),
+            total(same_k),
+            total(ours_k),
+            server[ours_k][0],
+            server[ours_k][1],
+            server[ours_k][2],
+            total(webhook_k),
+            server[webhook_k][0],
+            server[webhook_k][1],
+            server[webhook_k][2],
+            total(ours_k) / total(webhook_k).max(0.000_001),
+            total(ours_k) / total(fixed_k).max(0.000_001),
+            total(ours_k) / total(same_k).max(0.000_001),
+        ),
+        format!(
+            "the apiserver's time per pod create (apiserver_request_duration_seconds, POST pods: admission, validation, storage; the webhook's answer included): no injection {:.2} ms; fixed 3-op {:.2} ms; same-output {:.2} ms; generated {:.2} ms; webhook {:.2} ms; generated {:.2}x the webhook",
+            serving_ms(0),
+            serving_ms(fixed_k),
+            serving_ms(same_k),
+            serving_ms(ours_k),
+            serving_ms(webhook_k),
+            serving_ms(ours_k) / serving_ms(webhook_k).max(0.000_001),
         ),
     ];
     for line in &lines {
         suite.report.figure(line);
     }
+    suite.kubectl.with_object(&["delete"], &registration);
     for object in references.iter().flat_map(|r| r.iter().rev()) {
         suite.kubectl.with_object(&["delete"], object);
     }
+    suite.kubectl.run(
+        &[
+            "delete",
+            "namespace",
+            POLICY_TIMED,
+            WEBHOOK_TIMED,
+            "--wait=false",
+        ],
+        None,
+    );
     Ok(())
 }
 
