@@ -19,21 +19,11 @@ const BARE: &str = "bare.e2e.llm.injector.dev";
 /// for webhook `name`, over all operations and outcomes.
 fn webhook_calls(suite: &Suite, name: &str) -> Result<(f64, f64), String> {
     let text = suite.kubectl.raw("/metrics")?;
-    let (mut count, mut sum) = (0.0, 0.0);
-    let label = format!("name=\"{name}\"");
-    for line in text.lines().filter(|l| l.contains(&label)) {
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        if line.starts_with("apiserver_admission_webhook_admission_duration_seconds_count{") {
-            count += value;
-        } else if line.starts_with("apiserver_admission_webhook_admission_duration_seconds_sum{") {
-            sum += value;
-        }
-    }
-    Ok((count, sum))
+    let series = |metric| Series::webhook(metric, name).sum(&text);
+    Ok((
+        series("apiserver_admission_webhook_admission_duration_seconds_count"),
+        series("apiserver_admission_webhook_admission_duration_seconds_sum"),
+    ))
 }
 
 pub fn pods(namespace: &str, count: usize) -> Value {
@@ -81,40 +71,71 @@ pub fn create_pods(suite: &Suite, namespace: &str, count: usize) -> Result<f64, 
     Ok(elapsed)
 }
 
-/// Seconds the apiserver has spent in admission plugin `plugin`
-/// (`apiserver_admission_controller_admission_duration_seconds_sum`, every
-/// operation and outcome).
-pub fn plugin_seconds(suite: &Suite, plugin: &str) -> Result<f64, String> {
-    let metrics = suite.kubectl.raw("/metrics")?;
-    let label = format!("name=\"{plugin}\"");
-    Ok(metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("apiserver_admission_controller_admission_duration_seconds_sum{")
-                && l.contains(&label)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+/// A sum over the apiserver's `/metrics`: of the series of `metric` that
+/// carry every one of `labels` (`key="value"`).
+pub struct Series {
+    metric: &'static str,
+    labels: Vec<String>,
 }
 
-/// [`create_pods`], with the seconds each of `plugins` spent meanwhile.
+impl Series {
+    /// Seconds the apiserver has spent in admission plugin `plugin`
+    /// (`apiserver_admission_controller_admission_duration_seconds_sum`,
+    /// every operation and outcome).
+    pub fn plugin(plugin: &str) -> Self {
+        Series {
+            metric: "apiserver_admission_controller_admission_duration_seconds_sum",
+            labels: vec![format!("name=\"{plugin}\"")],
+        }
+    }
+
+    /// Seconds the apiserver has spent serving pod creates
+    /// (`apiserver_request_duration_seconds_sum`, POST on pods): admission,
+    /// validation and storage, a webhook's answer included.
+    pub fn pod_creates() -> Self {
+        Series {
+            metric: "apiserver_request_duration_seconds_sum",
+            labels: ["resource=\"pods\"", "subresource=\"\"", "verb=\"POST\""]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+
+    /// Webhook `name`'s series of the apiserver's admission duration
+    /// histogram (`metric` its `_count` or `_sum`).
+    fn webhook(metric: &'static str, name: &str) -> Self {
+        Series {
+            metric,
+            labels: vec![format!("name=\"{name}\"")],
+        }
+    }
+
+    /// The sum in `metrics`, the text of `/metrics`.
+    fn sum(&self, metrics: &str) -> f64 {
+        let head = format!("{}{{", self.metric);
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&head) && self.labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// [`create_pods`], with how much each of `series` grew meanwhile.
 pub fn create_pods_timed(
     suite: &Suite,
     namespace: &str,
     count: usize,
-    plugins: &[&str],
+    series: &[Series],
 ) -> Result<(f64, Vec<f64>), String> {
-    let before: Vec<f64> = plugins
-        .iter()
-        .map(|p| plugin_seconds(suite, p))
-        .collect::<Result<_, _>>()?;
+    let before = suite.kubectl.raw("/metrics")?;
     let elapsed = create_pods(suite, namespace, count)?;
-    let spent = plugins
+    let after = suite.kubectl.raw("/metrics")?;
+    let grown = series
         .iter()
-        .zip(before)
-        .map(|(p, b)| plugin_seconds(suite, p).map(|a| a - b))
-        .collect::<Result<_, _>>()?;
-    Ok((elapsed, spent))
+        .map(|s| s.sum(&after) - s.sum(&before))
+        .collect();
+    Ok((elapsed, grown))
 }
 
 pub fn median(mut values: Vec<f64>) -> f64 {
@@ -180,7 +201,7 @@ pub fn measure(
             suite,
             injected_namespace,
             count,
-            &["MutatingAdmissionWebhook"],
+            &[Series::plugin("MutatingAdmissionWebhook")],
         )?;
         inject.push(elapsed);
         plugin += spent[0];

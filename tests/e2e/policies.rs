@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::controlplane::ControlPlane;
-use crate::overhead::{create_pods_timed, median};
+use crate::overhead::{Series, create_pods_timed, median};
 use crate::webhooks::{SERVICE_ACCOUNT, Serve};
 use crate::{Suite, TEAM, pods, validation};
 
@@ -479,23 +479,6 @@ fn same_output(namespace: &str, injected: &Value) -> Result<[Value; 2], String> 
     ))
 }
 
-/// Seconds the apiserver has spent serving pod creates
-/// (`apiserver_request_duration_seconds_sum`, POST on pods): admission,
-/// validation and storage, the webhook's answer included.
-fn pod_create_seconds(suite: &Suite) -> Result<f64, String> {
-    let text = suite.kubectl.raw("/metrics")?;
-    Ok(text
-        .lines()
-        .filter(|l| {
-            l.starts_with("apiserver_request_duration_seconds_sum{")
-                && l.contains("resource=\"pods\"")
-                && l.contains("subresource=\"\"")
-                && l.contains("verb=\"POST\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 /// The timed pod of `namespace` as admission leaves it (a server dry run).
 fn timed_pod(suite: &Suite, namespace: &str) -> Result<Value, String> {
     let pod = crate::overhead::pods(namespace, 1)["items"][0].clone();
@@ -617,10 +600,12 @@ fn measure(suite: &mut Suite, mutating_webhook: &Value) -> Result<(), String> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let rounds = 5;
-    let plugins = [
-        "MutatingAdmissionPolicy",
-        "ValidatingAdmissionPolicy",
-        "MutatingAdmissionWebhook",
+    // The three admission plugins, then the apiserver's whole time.
+    let series = [
+        Series::plugin("MutatingAdmissionPolicy"),
+        Series::plugin("ValidatingAdmissionPolicy"),
+        Series::plugin("MutatingAdmissionWebhook"),
+        Series::pod_creates(),
     ];
     // Per namespace: the time of each round, and the plugins' seconds.
     let scenarios = [none, fixed, same, POLICY_TIMED, WEBHOOK_TIMED];
@@ -629,13 +614,12 @@ fn measure(suite: &mut Suite, mutating_webhook: &Value) -> Result<(), String> {
     let mut serving = vec![0.0; scenarios.len()];
     for _ in 0..rounds {
         for (k, namespace) in scenarios.iter().enumerate() {
-            let before = pod_create_seconds(suite)?;
-            let (elapsed, seconds) = create_pods_timed(suite, namespace, count, &plugins)?;
-            serving[k] += pod_create_seconds(suite)? - before;
+            let (elapsed, seconds) = create_pods_timed(suite, namespace, count, &series)?;
             times[k].push(elapsed);
-            for (total, s) in spent[k].iter_mut().zip(seconds) {
+            for (total, s) in spent[k].iter_mut().zip(&seconds) {
                 *total += s;
             }
+            serving[k] += seconds[3];
         }
     }
     let pods = (count * rounds) as f64;
